@@ -1,0 +1,89 @@
+"""Command line: `capanalyze COMMAND CAPTURE`. Each command is a small function.
+
+Errors the user can fix (unreadable capture ...) are CaptureError: printed as one line
+`capanalyze: error: ...` on stderr, exit status 2, never a traceback.
+"""
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from enum import Enum
+
+import typer
+
+from .errors import CaptureError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Explain stalled TCP connections from a packet capture.")
+
+
+class OutputFormat(str, Enum):
+    text = "text"
+    json = "json"
+
+
+def user_errors(command):
+    """Turn CaptureError into the one-line message and exit status 2."""
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except CaptureError as exc:
+            print(f"capanalyze: error: {exc}", file=sys.stderr)
+            raise typer.Exit(2) from None
+    return wrapper
+
+
+@app.callback()
+def _root() -> None:
+    """Explain stalled TCP connections from a packet capture."""
+
+
+@app.command()
+@user_errors
+def info(capture: str = typer.Argument(..., help="pcap/pcapng file (may be gzipped), or - for stdin"),
+         format: OutputFormat = typer.Option(OutputFormat.text, "--format", "-f",
+                                             help="text or json")) -> None:
+    """What is in a capture: format, link types, time span, records by outcome."""
+    from .reader import open_capture
+
+    reader = open_capture(capture)
+    for _chunk in reader.chunks():
+        pass
+    if format is OutputFormat.json:
+        print(json.dumps(reader.info.as_dict(), indent=2))
+    else:
+        print(render_info(reader.info))
+
+
+def render_info(info) -> str:
+    from .reader.info import iso_utc
+
+    lines = [f"capture:     {info.path}", f"format:      {info.format}"]
+    if len(info.interfaces) > 1:
+        lines.append("interfaces:")
+        for itf in info.interfaces:
+            name = f" {itf['name']}" if itf.get("name") else ""
+            lines.append(f"  {itf['id']}:{name} {itf['linktype']}, snaplen {itf['snaplen']}")
+    else:
+        lines.append(f"link type:   {', '.join(info.linktypes) or '-'}")
+    lines.append(f"snaplen:     {info.snaplen if info.snaplen else 'unlimited'}")
+    if info.first_ts_ns is not None:
+        lines.append(f"first:       {iso_utc(info.first_ts_ns)}")
+        lines.append(f"last:        {iso_utc(info.last_ts_ns)}")
+        lines.append(f"duration:    {info.duration:.6f} s")
+    if info.out_of_order_ts:
+        lines.append(f"out of order: {info.out_of_order_ts} records earlier than the one before")
+    lines.append(f"records:     {info.records}")
+    lines.append(f"  TCP packets: {info.tcp_packets}")
+    for reason, count in sorted(info.skipped.items(), key=lambda kv: (-kv[1], kv[0])):
+        lines.append(f"  {reason}: {count}")
+    for warning in info.warnings:
+        lines.append(f"warning: {warning}")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    from . import commands  # noqa: F401  registers diagnose, flows, packets, plot
+    app()

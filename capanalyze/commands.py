@@ -1,0 +1,204 @@
+"""The analysis commands: diagnose, flows, packets, plot (registered on cli.app)."""
+from __future__ import annotations
+
+import sys
+from enum import Enum
+from importlib import resources
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from .cli import app, user_errors
+from .errors import CaptureError
+
+DEFAULT_CAPTURE = "data/demo.pcap"
+CLASSES = ("silent_middlebox_eviction", "missing_keepalive", "app_slowness",
+           "peer_unreachable", "middlebox_cut")
+
+
+class ReportFormat(str, Enum):
+    text = "text"
+    md = "md"
+    json = "json"
+    html = "html"
+
+
+class TableFormat(str, Enum):
+    table = "table"
+    csv = "csv"
+    json = "json"
+    parquet = "parquet"
+
+
+def default_capture() -> str:
+    path = resources.files("capanalyze").joinpath(DEFAULT_CAPTURE)
+    return str(path)
+
+
+def _settings(idle_timeout, min_stall, gap, keep_packets=False):
+    from .pipeline import Settings
+    return Settings(gap_s=gap, idle_timeout=idle_timeout, min_stall=min_stall,
+                    keep_packets=keep_packets)
+
+
+def _analyze_all(captures, settings):
+    from .pipeline import analyze
+    return [_analyze_one(path, settings, analyze) for path in captures]
+
+
+def _analyze_one(path, settings, analyze):
+    if not sys.stderr.isatty() or path == "-":
+        return analyze(path, settings)
+    from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
+    with Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(),
+                  TimeRemainingColumn(), transient=True, console=_stderr_console()) as bar:
+        task = bar.add_task(f"reading {Path(path).name}", total=None)
+        return analyze(path, settings, progress=lambda done, total: bar.update(task, completed=done, total=total))
+
+
+def _stderr_console():
+    from rich.console import Console
+    return Console(stderr=True)
+
+
+def _write(text: str, output: Optional[Path]):
+    if output is None:
+        sys.stdout.write(text)
+        return
+    try:
+        output.write_text(text)
+    except OSError as exc:
+        raise CaptureError(f"cannot write {output}: {exc.strerror}") from None
+    print(f"capanalyze: wrote {output}", file=sys.stderr)
+
+
+def _fail_on(value: Optional[str]) -> set[str]:
+    wanted = {c.strip() for c in (value or "").split(",") if c.strip()}
+    unknown = wanted - set(CLASSES) - {"any"}
+    if unknown:
+        raise CaptureError(f"--fail-on: unknown class {', '.join(sorted(unknown))} "
+                           f"(choose from {', '.join(CLASSES)}, any)")
+    return set(CLASSES) if "any" in wanted else wanted
+
+
+CapturesArg = typer.Argument(None, help="capture files (pcap/pcapng, gzip ok, - for stdin); "
+                                        "two files = two vantages. Default: the bundled demo")
+IdleOpt = typer.Option(None, "--idle-timeout", help="the middlebox idle timeout you know of (s)")
+MinStallOpt = typer.Option(5.0, "--min-stall", help="waits shorter than this are not stalls (s)")
+GapOpt = typer.Option(1.0, "--gap", help="record idle gaps longer than this (s)")
+
+
+@app.command()
+@user_errors
+def diagnose(captures: Optional[List[str]] = CapturesArg,
+             format: ReportFormat = typer.Option(ReportFormat.text, "--format", "-f"),
+             output: Optional[Path] = typer.Option(None, "--output", "-o", help="write the report here"),
+             idle_timeout: Optional[float] = IdleOpt, min_stall: float = MinStallOpt,
+             gap: float = GapOpt,
+             fail_on: Optional[str] = typer.Option(None, "--fail-on",
+                                                   help="exit 1 if a stall of these classes is found (comma list, or any)")) -> None:
+    """Find every stalled connection and explain it: class, evidence, culprit, fix."""
+    wanted = _fail_on(fail_on)
+    if not captures:
+        captures = [default_capture()]
+        print(f"capanalyze: no capture given; diagnosing the bundled demo {captures[0]}", file=sys.stderr)
+    from .report import build, render
+    from .vantage import match_report
+
+    analyses = _analyze_all(captures, _settings(idle_timeout, min_stall, gap, keep_packets=format is ReportFormat.html))
+    report = build(analyses, match_report(analyses))
+    _write(render(report, format.value, analyses), output)
+    if wanted and any(s["class"] in wanted for s in report["stalls"]):
+        raise typer.Exit(1)
+
+
+@app.command()
+@user_errors
+def flows(capture: str = typer.Argument(..., help="capture file, or - for stdin"),
+          format: TableFormat = typer.Option(TableFormat.table, "--format", "-f"),
+          output: Optional[Path] = typer.Option(None, "--output", "-o"),
+          idle_timeout: Optional[float] = IdleOpt, min_stall: float = MinStallOpt,
+          gap: float = GapOpt) -> None:
+    """The connections table: endpoints, counts, how each ended, longest idle, verdict."""
+    analysis = _analyze_all([capture], _settings(idle_timeout, min_stall, gap))[0]
+    table = analysis.flows.reset_index(drop=True)
+    if format is TableFormat.table:
+        _write(_rich_flows(table), output)
+    else:
+        _export(table, format, output)
+
+
+@app.command()
+@user_errors
+def packets(capture: str = typer.Argument(..., help="capture file, or - for stdin"),
+            flow: Optional[List[int]] = typer.Option(None, "--flow", help="only these flow ids"),
+            format: TableFormat = typer.Option(TableFormat.csv, "--format", "-f"),
+            output: Optional[Path] = typer.Option(None, "--output", "-o")) -> None:
+    """The packet table with connection and TCP event columns (csv, json or parquet)."""
+    analysis = _analyze_all([capture], _settings(None, 5.0, 1.0, keep_packets=True))[0]
+    table = analysis.packets
+    if flow:
+        table = table[table["flow_id"].isin(flow)]
+    _export(table.drop(columns=["events"]), TableFormat.csv if format is TableFormat.table else format, output)
+
+
+def _export(table, format: TableFormat, output: Optional[Path]):
+    if format is TableFormat.parquet:
+        if output is None:
+            raise CaptureError("--format parquet needs --output FILE")
+        table.to_parquet(output, index=False)
+        print(f"capanalyze: wrote {output}", file=sys.stderr)
+    elif format is TableFormat.json:
+        _write(table.to_json(orient="records", lines=False, indent=1), output)
+    else:
+        _write(table.to_csv(index=False), output)
+
+
+def _rich_flows(table) -> str:
+    import io
+
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    out = Table(title=f"{len(table)} connections")
+    cols = ("flow_id", "client", "server", "packets", "bytes", "state", "max_idle_s",
+            "keepalives", "retransmissions", "rsts", "verdict")
+    for c in cols:
+        out.add_column(c, overflow="fold")
+    for row in table[list(cols)].itertuples(index=False):
+        out.add_row(*(escape(f"{v:.1f}" if isinstance(v, float) else str(v)) for v in row))
+    console = Console(file=io.StringIO(), width=140, force_terminal=sys.stdout.isatty())
+    console.print(out)
+    return console.file.getvalue()
+
+
+@app.command()
+@user_errors
+def plot(capture: str = typer.Argument(..., help="capture file, or - for stdin"),
+         output: Path = typer.Option(..., "--output", "-o", help="PNG or SVG path (by extension)"),
+         flow: Optional[List[int]] = typer.Option(None, "--flow", help="flow ids to draw"),
+         stalls: bool = typer.Option(False, "--stalls", help="one panel per stalled connection"),
+         overview: bool = typer.Option(False, "--overview", help="all connections, Gantt-like"),
+         idle_timeout: Optional[float] = IdleOpt, min_stall: float = MinStallOpt) -> None:
+    """Draw flow timelines (or the capture overview) for an incident ticket."""
+    if output.suffix.lower() not in (".png", ".svg"):
+        raise CaptureError(f"{output}: the chart format comes from the extension: .png or .svg")
+    from . import plot as plots
+
+    analysis = _analyze_all([capture], _settings(idle_timeout, min_stall, 1.0, keep_packets=True))[0]
+    if overview:
+        fig = plots.overview(analysis)
+    else:
+        ids = list(flow or [])
+        if stalls or not ids:
+            ids = sorted(set(analysis.stalls["flow_id"].tolist())) or ids
+        if not ids:
+            raise CaptureError("no stalled connection to draw; name one with --flow ID")
+        missing = [i for i in ids if i not in analysis.flows.index]
+        if missing:
+            raise CaptureError(f"no connection with flow id {missing[0]} (see `capanalyze flows`)")
+        fig = plots.flows_figure(analysis, ids)
+    plots.save(fig, output)
+    print(f"capanalyze: wrote {output}", file=sys.stderr)

@@ -1,0 +1,393 @@
+"""Stage 5: derived tables -> stalls, each classified with evidence, culprit and fix.
+
+A stall is a connection that stopped making progress, or was killed, while someone
+needed it. The classes (exact strings, used in JSON):
+
+silent_middlebox_eviction  idle, then a segment black-holed (backoff, never ACKed) or
+                           answered by a RST the peer did not send
+missing_keepalive          a side waited (request ACKed, answer owed) in silence with no
+                           keepalives longer than the idle timeouts that evict, and the
+                           wait never ended well
+app_slowness               the transport was alive but an application was slow: server
+                           think time, or a receiver not reading (zero window)
+peer_unreachable           unanswered backoff with no idle period before it
+middlebox_cut              closed/reset in the middle of steady traffic at an age that
+                           matches a proxy/LB timeout
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from . import catalog, evidence, remedy
+
+SEVERITY = ["silent_middlebox_eviction", "missing_keepalive", "middlebox_cut",
+            "peer_unreachable", "app_slowness"]
+EVICTION_MIN_IDLE_S = 15.0   # shorter quiet spells before a black hole are "unreachable"
+STEADY_MAX_GAP_S = 5.0       # heartbeat cadence that counts as steady traffic
+ROUND_AGE_TOL_S = 0.1
+
+
+@dataclass
+class Options:
+    idle_timeout: float | None = None   # the user's known middlebox idle timeout
+    min_stall: float = 5.0              # shorter waits are not stalls
+
+
+@dataclass
+class Stall:
+    flow_id: int
+    cls: str
+    start_ts: float
+    end_ts: float
+    idle_before_s: float | None
+    frames: list[int]
+    evidence: list[str]
+    factors: list[str] = field(default_factory=list)
+    confidence: float = 0.5
+    backoff: dict | None = None
+    culprits: list[dict] = field(default_factory=list)
+    remedy: str = ""
+    waiting: str | None = None
+
+
+@dataclass
+class Tables:
+    flows: pd.DataFrame
+    gaps: pd.DataFrame
+    backoffs: pd.DataFrame
+    rsts: pd.DataFrame
+    notable: pd.DataFrame
+    capture_end: float
+
+
+def diagnose(t: Tables, opts: Options) -> tuple[pd.DataFrame, dict | None]:
+    """All stalls in a capture (one row each) and the capture-wide eviction bracket."""
+    stalls: list[Stall] = []
+    for finder in (_evictions_by_backoff, _evictions_by_rst, _unreachable):
+        stalls += finder(t, opts)
+    bracket = eviction_bracket(t, stalls)
+    timeout = opts.idle_timeout or (bracket and bracket["high_s"]) or catalog.smallest_silent_timeout()
+    stalls += _missing_keepalive(t, opts, timeout, stalls)
+    stalls += _slow_answers(t, opts, timeout, stalls)
+    stalls += _zero_windows(t, opts)
+    stalls += _cuts(t, opts)
+    for s in stalls:
+        _name_culprits(s, bracket)
+        if s.cls in ("silent_middlebox_eviction", "missing_keepalive"):
+            s.remedy = _keepalive_remedy(t, s, bracket, opts)
+    return _stall_frame(t.flows, stalls), bracket
+
+
+# ------------------------------------------------------------ eviction
+def _gap_before(gaps: pd.DataFrame, flow_id: int, ts: float, frame: int | None):
+    """The idle gap that ended at this packet (or right before it)."""
+    g = gaps[(gaps["flow_id"] == flow_id) & (gaps["end_ts"] <= ts + 1e-6)]
+    if frame is not None:
+        exact = g[g["end_frame"] == frame]
+        if len(exact):
+            return exact.iloc[-1]
+    g = g[g["end_ts"] >= ts - 1.0]
+    return g.iloc[-1] if len(g) else None
+
+
+def _evictions_by_backoff(t: Tables, opts: Options) -> list[Stall]:
+    out = []
+    for chain in t.backoffs[t.backoffs["ended_by"] != "acked"].itertuples(index=False):
+        gap = _gap_before(t.gaps, chain.flow_id, chain.original_ts, chain.original_frame)
+        idle = gap.duration_s if gap is not None else 0.0
+        if idle < EVICTION_MIN_IDLE_S or chain.syn:
+            continue
+        s = Stall(chain.flow_id, "silent_middlebox_eviction", gap.start_ts,
+                  chain.end_ts or t.capture_end, idle,
+                  _chain_frames(chain, gap), [], ["no_keepalive"] if gap.keepalives == 0 else [])
+        s.evidence = evidence.eviction_by_backoff(t.flows.loc[chain.flow_id], gap, chain)
+        s.backoff = _backoff_dict(chain)
+        s.factors += _chain_factors(chain)
+        s.confidence = 0.75 + (0.15 if chain.ended_by == "gave_up" else 0.05)
+        out.append(s)
+    return out
+
+
+def _evictions_by_rst(t: Tables, opts: Options) -> list[Stall]:
+    out = []
+    for rst in t.rsts.itertuples(index=False):
+        if not (rst.trigger_idle_s >= EVICTION_MIN_IDLE_S):
+            continue
+        trigger = int(rst.trigger_frame)
+        gap = _gap_before(t.gaps, rst.flow_id, rst.ts - rst.trigger_delay_s, trigger)
+        idle = gap.duration_s if gap is not None else rst.trigger_idle_s
+        start = gap.start_ts if gap is not None else rst.ts - idle
+        s = Stall(rst.flow_id, "silent_middlebox_eviction", start, rst.ts, idle,
+                  _frames(gap, trigger, int(rst.frame)), [], ["rst_after_idle"])
+        s.evidence = evidence.eviction_by_rst(t.flows.loc[rst.flow_id], gap, rst)
+        if rst.forged:
+            s.factors.append("forged_rst")
+        if rst.peer_kept_sending:
+            s.factors.append("unanswered_rst")
+        if gap is not None and gap.keepalives == 0:
+            s.factors.append("no_keepalive")
+        s.confidence = 0.9 if rst.forged else 0.6
+        out.append(s)
+    return out
+
+
+def _unreachable(t: Tables, opts: Options) -> list[Stall]:
+    out = []
+    for chain in t.backoffs[t.backoffs["ended_by"] != "acked"].itertuples(index=False):
+        gap = _gap_before(t.gaps, chain.flow_id, chain.original_ts, chain.original_frame)
+        idle = gap.duration_s if gap is not None else 0.0
+        if idle >= EVICTION_MIN_IDLE_S and not chain.syn:
+            continue
+        s = Stall(chain.flow_id, "peer_unreachable", chain.original_ts,
+                  chain.end_ts or t.capture_end, idle, _chain_frames(chain, None), [])
+        s.evidence = evidence.unreachable(t.flows.loc[chain.flow_id], chain)
+        s.backoff = _backoff_dict(chain)
+        s.factors += _chain_factors(chain) + (["syn_unanswered"] if chain.syn else [])
+        s.confidence = 0.8 if chain.ended_by == "gave_up" else 0.65
+        s.remedy = remedy.peer_unreachable()
+        out.append(s)
+    return out
+
+
+def _chain_factors(chain) -> list[str]:
+    out = []
+    if chain.ended_by == "gave_up":
+        out.append("retries2_exhausted" if chain.model == "linux" else "sender_gave_up")
+    if chain.ended_by == "capture_end":
+        out.append("capture_ended")
+    if chain.ended_by == "rst":
+        out.append("rst_during_backoff")
+    if chain.capped:
+        out.append("rto_capped")
+    return out
+
+
+def _backoff_dict(chain) -> dict:
+    keys = ("sender", "seq_raw", "original_frame", "frames", "times_s", "intervals_s", "retransmissions",
+            "first_rto_s", "growth", "capped", "ended_by", "model", "retries2",
+            "retries2_at_least", "give_up_s", "give_up_ts")
+    return {k: _plain(getattr(chain, k)) for k in keys}
+
+
+def _plain(v):
+    if isinstance(v, (np.integer,)):
+        return int(v)
+    if isinstance(v, (np.floating, float)):
+        return None if np.isnan(v) else round(float(v), 6)
+    return v
+
+
+def _chain_frames(chain, gap) -> list[int]:
+    start = [int(gap.start_frame)] if gap is not None else []
+    orig = [int(chain.original_frame)] if chain.original_frame else []
+    return start + orig + list(chain.frames)
+
+
+def _frames(gap, *frames) -> list[int]:
+    out = [int(gap.start_frame)] if gap is not None else []
+    return out + [f for f in frames if f and f > 0]
+
+
+# ------------------------------------------------------------ waits
+def _waiting_gaps(t: Tables, min_s: float) -> pd.DataFrame:
+    """Gaps during which the client's request was ACKed and its answer owed."""
+    g = t.gaps
+    open_ = (g["fin_before"] == "") & ~g["rst_before"]
+    return g[open_ & (g["last_data_from"] == "client") & (g["unacked_client_bytes"] == 0)
+             & (g["duration_s"] >= min_s)]
+
+
+def _covered(stalls: list[Stall], flow_id: int, ts: float) -> bool:
+    return any(s.flow_id == flow_id and s.start_ts - 1 <= ts <= s.end_ts + 1 for s in stalls)
+
+
+def _missing_keepalive(t: Tables, opts: Options, timeout: float, found) -> list[Stall]:
+    out = []
+    for gap in _waiting_gaps(t, timeout).itertuples(index=False):
+        if gap.keepalives or _covered(found, gap.flow_id, gap.end_ts):
+            continue
+        ended_badly = gap.ended_by == "capture_end" or (
+            gap.ended_by in ("fin", "rst") and gap.end_from == "client")
+        if not ended_badly:
+            continue
+        flow = t.flows.loc[gap.flow_id]
+        s = Stall(gap.flow_id, "missing_keepalive", gap.start_ts, gap.end_ts, gap.duration_s,
+                  _frames(gap, _int(gap.end_frame)), evidence.missing_keepalive(flow, gap, timeout),
+                  ["no_keepalive", "capture_ended" if gap.ended_by == "capture_end" else "waiter_gave_up"],
+                  confidence=0.7, waiting="client")
+        out.append(s)
+    return out
+
+
+def _slow_answers(t: Tables, opts: Options, timeout: float, found) -> list[Stall]:
+    """Server think time: the request was ACKed, the answer came (or a proxy gave up)."""
+    out = []
+    for gap in _waiting_gaps(t, opts.min_stall).itertuples(index=False):
+        if _covered(found, gap.flow_id, gap.end_ts):
+            continue
+        answered = gap.ended_by == "data_acked" and gap.end_from == "server"
+        proxy_gave_up = gap.ended_by in ("fin", "rst") and gap.end_from == "server"
+        if not (answered or proxy_gave_up):
+            continue
+        flow = t.flows.loc[gap.flow_id]
+        s = Stall(gap.flow_id, "app_slowness", gap.start_ts, gap.end_ts, gap.duration_s,
+                  _frames(gap, _int(gap.end_frame)), evidence.slow_answer(flow, gap, timeout),
+                  ["server_think_time"], confidence=0.75, waiting="client")
+        if gap.keepalives:
+            s.factors.append("keepalive_protected")
+        if proxy_gave_up:
+            s.factors.append("closed_while_waiting")
+        s.remedy = remedy.slow_app("server", gap.duration_s)
+        out.append(s)
+    return out
+
+
+def _int(v):
+    return None if pd.isna(v) else int(v)
+
+
+# ------------------------------------------------------------ zero window
+def zero_window_episodes(notable: pd.DataFrame, capture_end: float) -> pd.DataFrame:
+    """Runs of zero-window advertisements per direction, until the window reopens."""
+    rows = []
+    for (flow_id, direction), pk in notable.groupby(["flow_id", "dir"], sort=True):
+        zero = pk["zero_window"].to_numpy()
+        start = None
+        for i in range(len(pk)):
+            if zero[i] and start is None:
+                start = i
+            elif start is not None and not zero[i] and pk["win"].iloc[i] > 0:
+                rows.append(_episode(pk, flow_id, direction, start, i))
+                start = None
+        if start is not None:
+            rows.append(_episode(pk, flow_id, direction, start, None, capture_end))
+    return pd.DataFrame(rows, columns=["flow_id", "side", "start_frame", "start_ts",
+                                       "end_frame", "end_ts", "duration_s", "reopened"])
+
+
+def _episode(pk, flow_id, direction, start, end, capture_end=None):
+    start_ts = float(pk["ts"].iloc[start])
+    end_ts = float(pk["ts"].iloc[end]) if end is not None else capture_end
+    return {"flow_id": int(flow_id), "side": ["client", "server"][int(direction)],
+            "start_frame": int(pk["frame"].iloc[start]), "start_ts": start_ts,
+            "end_frame": int(pk["frame"].iloc[end]) if end is not None else None,
+            "end_ts": end_ts, "duration_s": end_ts - start_ts, "reopened": end is not None}
+
+
+def _zero_windows(t: Tables, opts: Options) -> list[Stall]:
+    out = []
+    episodes = zero_window_episodes(t.notable, t.capture_end)
+    for ep in episodes[episodes["duration_s"] >= opts.min_stall].itertuples(index=False):
+        frames = [ep.start_frame] + ([ep.end_frame] if ep.end_frame else [])
+        s = Stall(ep.flow_id, "app_slowness", ep.start_ts, ep.end_ts, None, frames,
+                  evidence.zero_window(t.flows.loc[ep.flow_id], ep, t.notable),
+                  ["zero_window"], confidence=0.85, waiting="server" if ep.side == "client" else "client")
+        if not ep.reopened:
+            s.factors.append("capture_ended")
+        s.remedy = remedy.zero_window(ep.side)
+        out.append(s)
+    return out
+
+
+# ------------------------------------------------------------ proxy cuts
+def _cuts(t: Tables, opts: Options) -> list[Stall]:
+    out = []
+    closes = t.notable[t.notable["fin"] | t.notable["rst"]]
+    first_close = closes.groupby("flow_id", sort=False).head(1)
+    for pk in first_close.itertuples(index=False):
+        flow = t.flows.loc[pk.flow_id]
+        age = pk.ts - flow.start_ts
+        if pk.dir != 1 or flow.max_idle_s > STEADY_MAX_GAP_S or flow.packets_s2c < 5:
+            continue
+        if age < opts.min_stall:
+            continue
+        fits = catalog.fitting_cut(age)
+        round_age = abs(age - round(age / 5) * 5) <= ROUND_AGE_TOL_S
+        if not fits and not round_age:
+            continue
+        kind = "rst" if pk.rst else "fin"
+        s = Stall(int(pk.flow_id), "middlebox_cut", flow.start_ts, pk.ts, None,
+                  [int(flow.first_frame), int(pk.frame)],
+                  evidence.cut(flow, pk, age, kind), ["steady_traffic", f"cut_by_{kind}"],
+                  confidence=0.85 if fits else 0.6, waiting="client")
+        s.culprits = [{"name": m.name, "timeout_s": m.timeout_s} for m in fits]
+        s.remedy = remedy.proxy_cut(round(age), [m.name for m in fits])
+        out.append(s)
+    return out
+
+
+# ------------------------------------------------------------ culprits and bracket
+def eviction_bracket(t: Tables, stalls: list[Stall]) -> dict | None:
+    """Largest idle that survived and smallest that was evicted bracket the timeout."""
+    evicted = [s.idle_before_s for s in stalls if s.cls == "silent_middlebox_eviction"]
+    if not evicted:
+        return None
+    high = min(evicted)
+    g = t.gaps
+    survived = g[(g["keepalives"] == 0) & g["ended_by"].isin(["data_acked", "ack", "fin"])
+                 & (g["duration_s"] < high)]
+    low = float(survived["duration_s"].max()) if len(survived) else 0.0
+    matches = [m.name for m in catalog.fitting_idle(high, low)]
+    return {"low_s": round(low, 3), "high_s": round(high, 3), "matches": matches,
+            "text": evidence.bracket_text(low, high, matches)}
+
+
+def _name_culprits(s: Stall, bracket: dict | None):
+    """Silent timeouts the idle fits; shortest first: with nothing to tell them apart,
+    the box with the shortest timer on the path is the one that fires."""
+    if s.culprits or s.cls not in ("silent_middlebox_eviction", "missing_keepalive"):
+        return
+    low = bracket["low_s"] if bracket else 0.0
+    fits = sorted(catalog.fitting_idle(s.idle_before_s or 0.0, low), key=lambda m: m.timeout_s)
+    s.culprits = [{"name": m.name, "timeout_s": m.timeout_s} for m in fits]
+
+
+def _keepalive_remedy(t: Tables, s: Stall, bracket: dict | None, opts: Options) -> str:
+    """Keepalive safely below every timeout that may be at work: below the longest
+    idle that survived (the timeout is above it), else below the shortest culprit."""
+    if opts.idle_timeout:
+        timeout = opts.idle_timeout
+    elif bracket and bracket["low_s"] > 0:
+        timeout = bracket["low_s"]
+    elif s.culprits:
+        timeout = min(c["timeout_s"] for c in s.culprits)
+    else:
+        timeout = s.idle_before_s or catalog.smallest_silent_timeout()
+    port = int(t.flows.loc[s.flow_id, "server_port"])
+    text = remedy.keepalive(timeout, s.waiting or "client", port)
+    if s.backoff:
+        text += "\n" + remedy.fail_fast(s.backoff.get("give_up_s"))
+    return text
+
+
+def _stall_frame(flows: pd.DataFrame, stalls: list[Stall]) -> pd.DataFrame:
+    rows = []
+    for s in sorted(stalls, key=lambda s: (s.start_ts, s.flow_id)):
+        flow = flows.loc[s.flow_id]
+        rows.append({
+            "flow_id": s.flow_id, "client": flow.client, "server": flow.server,
+            "class": s.cls, "factors": s.factors, "confidence": round(min(s.confidence, 0.97), 2),
+            "start_ts": s.start_ts, "end_ts": s.end_ts, "duration_s": s.end_ts - s.start_ts,
+            "idle_before_s": s.idle_before_s, "frames": sorted(set(int(f) for f in s.frames)),
+            "evidence": s.evidence, "backoff": s.backoff, "culprits": s.culprits,
+            "remedy": s.remedy, "waiting": s.waiting,
+            "wireshark_filter": evidence.wireshark_filter(flow),
+        })
+    return pd.DataFrame(rows, columns=STALL_COLUMNS)
+
+
+STALL_COLUMNS = ["flow_id", "client", "server", "class", "factors", "confidence", "start_ts",
+                 "end_ts", "duration_s", "idle_before_s", "frames", "evidence", "backoff",
+                 "culprits", "remedy", "waiting", "wireshark_filter"]
+
+
+def verdicts(flows: pd.DataFrame, stalls: pd.DataFrame) -> pd.Series:
+    """A flow's verdict: the class of its most severe stall, else 'healthy'."""
+    verdict = pd.Series("healthy", index=flows.index, dtype=object)
+    rank = {c: i for i, c in enumerate(SEVERITY)}
+    for flow_id, group in stalls.groupby("flow_id"):
+        verdict.loc[flow_id] = min(group["class"], key=rank.__getitem__)
+    return verdict

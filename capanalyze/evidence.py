@@ -1,0 +1,145 @@
+"""The evidence for a stall, as sentences an on-call engineer can check frame by frame."""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import pandas as pd
+
+
+def clock(ts: float) -> str:
+    """UTC wall-clock time with milliseconds, as in the capture."""
+    return datetime.fromtimestamp(ts, tz=timezone.utc).strftime("%H:%M:%S.%f")[:-3]
+
+
+def duration(s: float) -> str:
+    if s >= 120:
+        minutes, sec = divmod(int(round(s)), 60)
+        return f"{s:.1f} s ({minutes} min {sec} s)"
+    return f"{s:.1f} s" if s >= 1 else f"{s * 1000:.0f} ms"
+
+
+def wireshark_filter(flow) -> str:
+    ip = "ipv6" if ":" in str(flow.client_ip) else "ip"
+    return (f"{ip}.addr=={flow.client_ip} && tcp.port=={flow.client_port} && "
+            f"{ip}.addr=={flow.server_ip} && tcp.port=={flow.server_port}")
+
+
+def _idle_sentence(gap) -> str:
+    ka = ("no keepalive probes" if gap.keepalives == 0
+          else f"{gap.keepalives} keepalive probes from the {gap.keepalive_from}")
+    return (f"frame {gap.start_frame} ({clock(gap.start_ts)}): last activity, then the "
+            f"connection was idle for {duration(gap.duration_s)} in both directions with {ka}")
+
+
+def _backoff_sentences(chain) -> list[str]:
+    times = ", ".join(f"+{t:g}" for t in chain.times_s[:8])
+    more = f", ... (+{chain.times_s[-1]:g})" if len(chain.times_s) > 8 else ""
+    out = [f"frames {chain.frames[0]}-{chain.frames[-1]}: {chain.retransmissions} retransmissions "
+           f"at {times}{more} s after the original, intervals doubling "
+           f"(growth x{chain.growth:.2f}) from {chain.first_rto_s * 1000:.0f} ms"
+           + (", capped at 120 s" if chain.capped else "")]
+    out.append(_give_up_sentence(chain))
+    return out
+
+
+def _give_up_sentence(chain) -> str:
+    if chain.model == "linux" and chain.give_up_s is not None:
+        n = f">= {chain.retries2}" if chain.retries2_at_least else f"{chain.retries2}"
+        when = f"{chain.give_up_s:.1f} s after the original ({clock(chain.give_up_ts)})"
+        verb = "gave up" if chain.ended_by == "gave_up" else "will give up (tcp_retries2=15)"
+        return f"the schedule matches Linux tcp_retries2 {n}: the sender {verb} {when}, sending no RST"
+    if chain.model == "windows":
+        return "the schedule matches Windows (5 data retransmissions, TcpMaxDataRetransmissions)"
+    if chain.ended_by == "gave_up":
+        return "the sender stopped retransmitting (gave up) without a RST"
+    return f"the chain was still running when the capture ended ({chain.ended_by})"
+
+
+def eviction_by_backoff(flow, gap, chain) -> list[str]:
+    sender = chain.sender
+    first = chain.original_frame or chain.frames[0]
+    return [
+        _idle_sentence(gap),
+        f"frame {first} ({clock(chain.original_ts)}): the {sender} sends after the idle; "
+        f"the {'server' if sender == 'client' else 'client'} never ACKs it",
+        *_backoff_sentences(chain),
+        f"black-holed after {duration(gap.duration_s)} idle: a middlebox on the path dropped "
+        "the connection's state while both ends still believed it open",
+    ]
+
+
+def eviction_by_rst(flow, gap, rst) -> list[str]:
+    out = [_idle_sentence(gap)] if gap is not None else []
+    out.append(f"frame {rst.trigger_frame}: the first packet after {duration(rst.trigger_idle_s)} idle")
+    out.append(f"frame {rst.frame} ({clock(rst.ts)}): RST 'from the {rst.sender}' "
+               f"{rst.trigger_delay_s * 1000:.1f} ms later")
+    for why in rst.forged_reasons:
+        out.append(f"the RST looks forged by a middlebox: {why}")
+    if rst.peer_kept_sending:
+        out.append(f"the other side kept sending after the RST: it never arrived there")
+    return out
+
+
+def unreachable(flow, chain) -> list[str]:
+    what = "SYN" if chain.syn else "segment"
+    first = chain.original_frame or chain.frames[0]
+    return [f"frame {first} ({clock(chain.original_ts)}): the {chain.sender} sends a {what} "
+            "in the middle of the conversation (no idle period before it)",
+            *_backoff_sentences(chain),
+            "no answer at all: the peer host or the path to it stopped responding"]
+
+
+def missing_keepalive(flow, gap, timeout) -> list[str]:
+    end = (f"the capture ended still waiting ({clock(gap.end_ts)})" if gap.ended_by == "capture_end"
+           else f"frame {gap.end_frame}: the client gave up ({gap.ended_by.upper()})")
+    return [
+        f"frame {gap.start_frame}: the client's request was ACKed; the server owed an answer",
+        _idle_sentence(gap),
+        f"silent for {duration(gap.duration_s)}, longer than the {timeout:g} s idle timeout "
+        "that middleboxes on such paths apply, and nothing kept it alive",
+        end,
+    ]
+
+
+def slow_answer(flow, gap, timeout) -> list[str]:
+    how = (f"{gap.keepalives} keepalive probes answered kept the path alive"
+           if gap.keepalives else "no keepalives were needed")
+    end = (f"frame {gap.end_frame} ({clock(gap.end_ts)}): the server answered after "
+           f"{duration(gap.duration_s)}" if gap.ended_by == "data_acked"
+           else f"frame {gap.end_frame}: the server side closed ({gap.ended_by.upper()}) "
+                f"after {duration(gap.duration_s)} without answering")
+    return [f"frame {gap.start_frame}: the client's request was ACKed at once (the network delivered it)",
+            f"the server took {duration(gap.duration_s)} to answer; {how}", end]
+
+
+def zero_window(flow, ep, notable) -> list[str]:
+    probes = notable[(notable["flow_id"] == ep.flow_id) & notable["zero_window_probe"]]
+    out = [f"frame {ep.start_frame} ({clock(ep.start_ts)}): the {ep.side} advertises a zero "
+           "window: its application stopped reading",
+           f"{len(probes)} zero-window probes from the other side were answered (the transport was alive)"]
+    if ep.reopened:
+        out.append(f"frame {ep.end_frame}: the window reopened after {duration(ep.duration_s)}")
+    else:
+        out.append(f"the window was still closed after {duration(ep.duration_s)} when the capture ended")
+    return out
+
+
+def cut(flow, pk, age, kind) -> list[str]:
+    return [f"frame {flow.first_frame} ({clock(flow.start_ts)}): the connection starts",
+            f"traffic was steady: never more than {flow.max_idle_s:.1f} s without a packet, "
+            f"{flow.packets_s2c} packets from the server side",
+            f"frame {pk.frame} ({clock(pk.ts)}): {kind.upper()} from the server side at "
+            f"{age:.2f} s of age, although the link was not idle",
+            "a fixed age, not an idle time: something that terminates TCP (a proxy or load "
+            "balancer) enforces a timeout on the connection or request"]
+
+
+def bracket_text(low: float, high: float, matches: list[str]) -> str:
+    if low <= 0:
+        text = (f"died after >= {high:.1f} s idle; no connection survived a shorter idle "
+                f"without keepalives in this capture: threshold <= {high:.1f} s")
+    else:
+        text = f"died after >= {high:.1f} s idle; survived {low:.1f} s: threshold in ({low:.1f}, {high:.1f}] s"
+    if matches:
+        text += ": consistent with " + " / ".join(matches)
+    return text

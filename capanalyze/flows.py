@@ -1,0 +1,218 @@
+"""Stage 2: packet table -> connections (`flow_id`, `dir` on every packet).
+
+One connection per TCP conversation, keyed by the canonical 4-tuple. A SYN (without ACK)
+whose ISN differs from the one its sender used before, or that follows a FIN/RST on a
+4-tuple its sender had not used, starts a new connection (port reuse), as Wireshark's
+tcp.stream does; so `flow_id` is 0-based in order of first appearance and usually equals
+Wireshark's `tcp.stream`. A connection is never split because it was idle.
+
+Roles are fixed at a connection's first packet so `dir` is final at once (streaming):
+  1. SYN without ACK: its sender is the client; SYN+ACK: its sender is the server.
+  2. Otherwise (capture started mid-stream) the role is inferred, `role_inferred` set:
+     a port below 1024 on one side only is the server's; else a port in the ephemeral
+     range (>= 32768) on one side only is the client's; else the lower port is the
+     server's; equal ports: the first sender is the client.
+"""
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, types
+from numba.typed import Dict
+
+from .schema import ACK, FIN, RST, SYN
+
+# Per-connection columns of FlowKeys.table (int64).
+F_EP_A, F_EP_B, F_CLIENT_SIDE, F_ROLE_INFERRED, F_CLOSED = 0, 1, 2, 3, 4
+F_BASE_SET_A, F_BASE_A, F_BASE_SET_B, F_BASE_B, F_SRC_CODE, F_DST_CODE = 5, 6, 7, 8, 9, 10
+F_SPORT, F_DPORT = 11, 12
+N_FLOW_FIELDS = 13
+
+_KEY_TYPE = types.UniTuple(types.int64, 2)
+
+
+def _new_key_dict():
+    return Dict.empty(key_type=_KEY_TYPE, value_type=types.int64)
+
+
+class FlowKeys:
+    """Connection-assignment state carried from one chunk to the next."""
+
+    def __init__(self, capacity: int = 1024):
+        self.current = _new_key_dict()        # canonical key -> flow_id of its latest connection
+        self.table = np.zeros((capacity, N_FLOW_FIELDS), dtype=np.int64)
+        self.count = np.zeros(1, dtype=np.int64)
+
+    def grow(self):
+        bigger = np.zeros((2 * len(self.table), N_FLOW_FIELDS), dtype=np.int64)
+        bigger[: len(self.table)] = self.table
+        self.table = bigger
+
+
+@njit(cache=True, nogil=True)
+def _server_is_b(port_a, port_b):
+    """Which canonical side serves, for a connection whose handshake we did not see."""
+    if (port_a < 1024) != (port_b < 1024):
+        return port_b < 1024
+    if (port_a >= 32768) != (port_b >= 32768):
+        return port_a >= 32768
+    return port_b < port_a
+
+
+@njit(cache=True, nogil=True)
+def _is_new_connection(row, side, flags, seq):
+    """Port reuse: a SYN with another ISN than this side used, or the first packet
+    of this side after the connection closed. A SYN repeated with the same ISN is the
+    same connect() retrying (Windows retries after a RST), as in Wireshark."""
+    if not (flags & SYN) or (flags & ACK):
+        return False
+    base_set = row[F_BASE_SET_A] if side == 0 else row[F_BASE_SET_B]
+    base = row[F_BASE_A] if side == 0 else row[F_BASE_B]
+    if base_set:
+        return base != seq
+    return row[F_CLOSED] == 1
+
+
+@njit(cache=True, nogil=True)
+def _open_flow(table, fid, ep_a, ep_b, side, flags, port_a, port_b, src, dst, sport, dport):
+    row = table[fid]
+    row[:] = 0
+    row[F_EP_A] = ep_a
+    row[F_EP_B] = ep_b
+    row[F_SRC_CODE] = src
+    row[F_DST_CODE] = dst
+    row[F_SPORT] = sport
+    row[F_DPORT] = dport
+    if flags & SYN:
+        sender_is_client = not (flags & ACK)
+        row[F_CLIENT_SIDE] = side if sender_is_client else 1 - side
+    else:
+        row[F_ROLE_INFERRED] = 1
+        if port_a == port_b:
+            row[F_CLIENT_SIDE] = side
+        else:
+            row[F_CLIENT_SIDE] = 0 if _server_is_b(port_a, port_b) else 1
+
+
+@njit(cache=True, nogil=True)
+def _assign_kernel(src, dst, sport, dport, flags, seq, current, table, count, start,
+                   out_flow, out_dir):
+    """Fill out_flow/out_dir from `start`; return where it stopped (table full)."""
+    n = len(src)
+    for i in range(start, n):
+        ep_s = (src[i] << 16) | sport[i]
+        ep_d = (dst[i] << 16) | dport[i]
+        side = 0 if ep_s <= ep_d else 1
+        key = (ep_s, ep_d) if side == 0 else (ep_d, ep_s)
+        fid = current[key] if key in current else -1
+        if fid < 0 or _is_new_connection(table[fid], side, flags[i], seq[i]):
+            if count[0] >= len(table):
+                return i
+            fid = count[0]
+            count[0] += 1
+            port_a = sport[i] if side == 0 else dport[i]
+            port_b = dport[i] if side == 0 else sport[i]
+            _open_flow(table, fid, key[0], key[1], side, flags[i], port_a, port_b,
+                       src[i], dst[i], sport[i], dport[i])
+            current[key] = fid
+        row = table[fid]
+        if side == 0 and row[F_BASE_SET_A] == 0:
+            row[F_BASE_SET_A] = 1
+            row[F_BASE_A] = seq[i]
+        elif side == 1 and row[F_BASE_SET_B] == 0:
+            row[F_BASE_SET_B] = 1
+            row[F_BASE_B] = seq[i]
+        if flags[i] & (FIN | RST):
+            row[F_CLOSED] = 1
+        out_flow[i] = fid
+        out_dir[i] = 0 if side == row[F_CLIENT_SIDE] else 1
+    return n
+
+
+def assign_flows(packets, keys: FlowKeys):
+    """Add `flow_id` and `dir` to a packet-table chunk, in place; returns it."""
+    cols = _int_columns(packets, ("sport", "dport", "tcp_flags", "seq"))
+    src = packets["src"].cat.codes.to_numpy().astype(np.int64)
+    dst = packets["dst"].cat.codes.to_numpy().astype(np.int64)
+    n = len(packets)
+    flow = np.empty(n, dtype=np.int64)
+    direction = np.empty(n, dtype=np.int8)
+    pos = 0
+    while pos < n:
+        pos = _assign_kernel(src, dst, cols["sport"], cols["dport"], cols["tcp_flags"],
+                             cols["seq"], keys.current, keys.table, keys.count, pos,
+                             flow, direction)
+        if pos < n:
+            keys.grow()
+    packets["flow_id"] = flow
+    packets["dir"] = direction
+    return packets
+
+
+def _int_columns(packets, names):
+    return {name: packets[name].to_numpy().astype(np.int64) for name in names}
+
+
+def flows_table(keys: FlowKeys, state, addresses) -> "pd.DataFrame":
+    """One row per connection: endpoints, roles, counts, how it ended, longest idle."""
+    import pandas as pd
+
+    from . import tcpstate as ts
+
+    n = int(keys.count[0])
+    K, T = keys.table[:n], state.T[:n]
+    D0, D1 = state.D[0: 2 * n: 2], state.D[1: 2 * n: 2]
+    first_side = np.where((K[:, F_SRC_CODE] << 16 | K[:, F_SPORT]) == K[:, F_EP_A], 0, 1)
+    first_is_client = first_side == K[:, F_CLIENT_SIDE]
+    names = np.asarray(addresses, dtype=object)
+    c_code = np.where(first_is_client, K[:, F_SRC_CODE], K[:, F_DST_CODE])
+    s_code = np.where(first_is_client, K[:, F_DST_CODE], K[:, F_SRC_CODE])
+    c_port = np.where(first_is_client, K[:, F_SPORT], K[:, F_DPORT])
+    s_port = np.where(first_is_client, K[:, F_DPORT], K[:, F_SPORT])
+    flows = pd.DataFrame({
+        "flow_id": np.arange(n, dtype=np.int64),
+        "client": _endpoints(names[c_code] if n else [], c_port),
+        "server": _endpoints(names[s_code] if n else [], s_port),
+        "client_ip": names[c_code] if n else [], "client_port": c_port,
+        "server_ip": names[s_code] if n else [], "server_port": s_port,
+        "role_inferred": K[:, F_ROLE_INFERRED].astype(bool),
+        "first_frame": T[:, ts.T_FIRST_FRAME], "last_frame": T[:, ts.T_LAST_FRAME],
+        "start_ts": T[:, ts.T_FIRST_TS] / 1e9, "end_ts": T[:, ts.T_LAST_TS] / 1e9,
+        "packets_c2s": D0[:, ts.D_PKTS], "packets_s2c": D1[:, ts.D_PKTS],
+        "bytes_c2s": D0[:, ts.D_BYTES], "bytes_s2c": D1[:, ts.D_BYTES],
+        "handshake": T[:, ts.T_HANDSHAKE] == (ts.HS_SYN | ts.HS_SYNACK | ts.HS_ACK),
+        "syn_seen": (T[:, ts.T_HANDSHAKE] & ts.HS_SYN) != 0,
+        "fin_from": _sides(T[:, ts.T_FIN_FROM]), "rst_from": _sides(T[:, ts.T_RST_FROM]),
+        "max_idle_s": T[:, ts.T_MAX_IDLE] / 1e9,
+        "first_rtt_s": T[:, ts.T_FIRST_RTT] / 1e9,
+    })
+    for name, field in (("keepalives", ts.D_N_KA), ("retransmissions", ts.D_N_RETX),
+                        ("zero_windows", ts.D_N_ZW), ("rsts", ts.D_N_RST),
+                        ("dup_acks", ts.D_N_DUPACK), ("zero_window_probes", ts.D_N_ZWP)):
+        flows[name] = D0[:, field] + D1[:, field]
+    flows["packets"] = flows["packets_c2s"] + flows["packets_s2c"]
+    flows["bytes"] = flows["bytes_c2s"] + flows["bytes_s2c"]
+    flows["duration_s"] = flows["end_ts"] - flows["start_ts"]
+    flows["state"] = _states(T[:, ts.T_FIN_FROM], T[:, ts.T_RST_FROM])
+    return flows
+
+
+def _endpoints(ips, ports):
+    return [f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}" for ip, port in zip(ips, ports)]
+
+
+_SIDE_NAMES = np.array(["", "client", "server", "both"], dtype=object)
+
+
+def _sides(bits):
+    return _SIDE_NAMES[bits & 3]
+
+
+def _states(fin_bits, rst_bits):
+    out = np.full(len(fin_bits), "open", dtype=object)
+    out[fin_bits & 1 != 0] = "half-closed by client"
+    out[fin_bits & 2 != 0] = "half-closed by server"
+    out[fin_bits == 3] = "closed"
+    out[rst_bits & 1 != 0] = "reset by client"
+    out[rst_bits & 2 != 0] = "reset by server"
+    out[rst_bits == 3] = "reset by both"
+    return out

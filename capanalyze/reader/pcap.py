@@ -1,0 +1,92 @@
+"""Classic pcap: the 24-byte file header and a compiled walk over 16-byte record headers."""
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+import numpy as np
+from numba import njit
+
+from ..errors import CaptureError
+from .linktypes import LINKTYPE_MASK
+from .records import BAD_LENGTH, FULL, MAX_RECORD, NEED_MORE, PCAP_MAX_SNAPLEN, rd32
+
+# magic as read little-endian -> (big-endian file, nanosecond timestamps)
+MAGICS = {
+    0xA1B2C3D4: (False, False), 0xD4C3B2A1: (True, False),
+    0xA1B23C4D: (False, True), 0x4D3CB2A1: (True, True),
+}
+MODIFIED_MAGICS = (0xA1B2CD34, 0x34CDB2A1)
+HEADER_LEN = 24
+RECORD_HEADER_LEN = 16
+
+
+@dataclass
+class PcapHeader:
+    big_endian: bool
+    nanosecond: bool
+    version: tuple[int, int]
+    snaplen: int
+    linktype: int
+
+    @property
+    def max_caplen(self) -> int:
+        """Largest record length we believe: the file's snaplen, at least libpcap's."""
+        return min(max(self.snaplen, PCAP_MAX_SNAPLEN), MAX_RECORD)
+
+
+def parse_header(name: str, head: bytes) -> PcapHeader:
+    magic = struct.unpack("<I", head[:4])[0]
+    big, nsec = MAGICS[magic]
+    if len(head) < HEADER_LEN:
+        raise CaptureError(f"{name}: pcap file header cut short ({len(head)} of 24 bytes)")
+    order = ">" if big else "<"
+    vmaj, vmin, _zone, _sigfigs, snaplen, linktype = struct.unpack(order + "HHiIII", head[4:24])
+    return PcapHeader(big, nsec, (vmaj, vmin), snaplen, linktype & LINKTYPE_MASK)
+
+
+@njit(cache=True, nogil=True)
+def walk_pcap(buf, pos, end, big, nsec, max_caplen, off, cap, wire, ts_ns, n):
+    """Append records found in buf[pos:end] from index n; (pos, n, status, value)."""
+    frac_ns = 1 if nsec else 1000
+    limit = off.shape[0]
+    while True:
+        if n >= limit:
+            return pos, n, FULL, 0
+        if pos + 16 > end:
+            return pos, n, NEED_MORE, 16
+        caplen = rd32(buf, pos + 8, big)
+        if caplen > max_caplen:
+            return pos, n, BAD_LENGTH, caplen
+        if pos + 16 + caplen > end:
+            return pos, n, NEED_MORE, 16 + caplen
+        sec = rd32(buf, pos, big)
+        frac = rd32(buf, pos + 4, big)
+        off[n] = pos + 16
+        cap[n] = caplen
+        wire[n] = rd32(buf, pos + 12, big)
+        ts_ns[n] = sec * 1_000_000_000 + frac * frac_ns
+        n += 1
+        pos += 16 + caplen
+
+
+class PcapWalker:
+    """Walks classic pcap records; the reader calls walk() on each filled buffer."""
+
+    def __init__(self, header: PcapHeader):
+        self.header = header
+        self.skip_header = True
+
+    def walk(self, buf: np.ndarray, pos: int, end: int, out, n: int):
+        if self.skip_header:
+            pos += HEADER_LEN
+            self.skip_header = False
+        h = self.header
+        pos, n, status, value = walk_pcap(buf, pos, end, h.big_endian, h.nanosecond,
+                                          h.max_caplen, out.off, out.cap, out.wire,
+                                          out.ts_ns, n)
+        out.iface[:n] = 0
+        return int(pos), int(n), int(status), int(value)
+
+    def linktype_of(self, iface: np.ndarray) -> np.ndarray:
+        return np.full(iface.shape[0], self.header.linktype, np.int32)

@@ -1,0 +1,250 @@
+"""pcapng: a compiled walk over packet blocks (EPB, SPB, obsolete PB); Python for the rest.
+
+Section headers, interface descriptions and unknown blocks are rare, so the kernel
+hands them back to Python (OTHER_BLOCK) and resumes after them. Interface ids are
+global across sections, in the order their IDBs appear, as Wireshark numbers them.
+"""
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field
+
+import numpy as np
+from numba import njit
+
+from .linktypes import linktype_name
+from .records import (BAD_CAPLEN, BAD_LENGTH, BAD_TRAILER, FULL, MAX_RECORD, NEED_MORE,
+                      OTHER_BLOCK, rd16, rd32)
+
+SHB, IDB, PB, SPB, EPB = 0x0A0D0D0A, 1, 2, 3, 6
+BYTE_ORDER_MAGIC = 0x1A2B3C4D
+OPT_END, OPT_IF_NAME, OPT_IF_DESCRIPTION, OPT_IF_TSRESOL, OPT_IF_TSOFFSET = 0, 2, 3, 9, 14
+BAD_MAGIC = 6
+BAD_VERSION = 7
+
+
+@dataclass
+class Interface:
+    """One IDB, as `info` reports it."""
+    id: int
+    section: int
+    linktype: int
+    snaplen: int
+    tsresol: str = "10^-6"
+    tsoffset: int = 0
+    name: str | None = None
+    description: str | None = None
+    # timestamp conversion: ns = ticks * mul // div (decimal) or ticks * 1e9 / 2^exp
+    ts_binary: bool = field(default=False, repr=False)
+    ts_exp: int = field(default=6, repr=False)
+
+    @property
+    def linktype_name(self) -> str:
+        return linktype_name(self.linktype)
+
+    def as_dict(self) -> dict:
+        return {"id": self.id, "section": self.section, "linktype": self.linktype_name,
+                "linktype_number": self.linktype, "snaplen": self.snaplen,
+                "tsresol": self.tsresol, "tsoffset": self.tsoffset, "name": self.name,
+                "description": self.description}
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _ticks_to_ns(ticks, binary, exp, offset_ns):
+    if binary:
+        whole = ticks >> exp
+        part = ticks & ((np.int64(1) << exp) - 1)
+        if exp <= 30:
+            frac = (part * 1_000_000_000) >> exp
+        else:
+            frac = np.int64(part * 1e9 / 2.0 ** exp)
+        return whole * 1_000_000_000 + frac + offset_ns
+    if exp <= 9:
+        mul = np.int64(1)
+        for _ in range(9 - exp):
+            mul *= 10
+        return ticks * mul + offset_ns
+    div = np.int64(1)
+    for _ in range(exp - 9):
+        div *= 10
+    return ticks // div + offset_ns
+
+
+@njit(cache=True, nogil=True)
+def walk_pcapng(buf, pos, end, big, if_global, if_binary, if_exp, if_offset_ns, if_snaplen,
+                prev_ts, off, cap, wire, ts_ns, iface, n):
+    """Append packet blocks from buf[pos:end]; (pos, n, status, value)."""
+    limit = off.shape[0]
+    n_if = if_global.shape[0]
+    while True:
+        if n >= limit:
+            return pos, n, FULL, 0
+        if pos + 12 > end:
+            return pos, n, NEED_MORE, 12
+        btype = rd32(buf, pos, big)
+        if btype == SHB:
+            return pos, n, OTHER_BLOCK, btype
+        blen = rd32(buf, pos + 4, big)
+        if blen < 12 or blen % 4 != 0 or blen > MAX_RECORD:
+            return pos, n, BAD_LENGTH, blen
+        if pos + blen > end:
+            return pos, n, NEED_MORE, blen
+        if rd32(buf, pos + blen - 4, big) != blen:
+            return pos, n, BAD_TRAILER, rd32(buf, pos + blen - 4, big)
+        if btype == EPB or btype == PB:
+            if blen < 32:
+                return pos, n, BAD_LENGTH, blen
+            if btype == EPB:
+                ifid = rd32(buf, pos + 8, big)
+            else:
+                ifid = rd16(buf, pos + 8, big)
+            ticks = (rd32(buf, pos + 12, big) << 32) | rd32(buf, pos + 16, big)
+            caplen = rd32(buf, pos + 20, big)
+            origlen = rd32(buf, pos + 24, big)
+            if caplen > blen - 32:
+                return pos, n, BAD_CAPLEN, caplen
+            data = pos + 28
+        elif btype == SPB:
+            if blen < 16:
+                return pos, n, BAD_LENGTH, blen
+            ifid = 0
+            origlen = rd32(buf, pos + 8, big)
+            caplen = min(origlen, blen - 16)
+            if n_if > 0 and if_snaplen[0] > 0:
+                caplen = min(caplen, if_snaplen[0])
+            data = pos + 12
+            ticks = -1
+        else:
+            return pos, n, OTHER_BLOCK, btype
+        if ifid < n_if:
+            iface[n] = if_global[ifid]
+            if ticks < 0:          # SPBs carry no time: keep the previous packet's
+                ts_ns[n] = ts_ns[n - 1] if n > 0 else prev_ts
+            else:
+                ts_ns[n] = _ticks_to_ns(ticks, if_binary[ifid], if_exp[ifid], if_offset_ns[ifid])
+        else:
+            iface[n] = -1 - ifid
+            ts_ns[n] = (ts_ns[n - 1] if n > 0 else prev_ts) if ticks < 0 else ticks * 1000
+        off[n] = data
+        cap[n] = caplen
+        wire[n] = origlen
+        n += 1
+        pos += blen
+
+
+class PcapngWalker:
+    """Walks pcapng blocks; keeps sections and interfaces (CaptureInfo reads them)."""
+
+    def __init__(self):
+        self.big = False
+        self.sections = 0
+        self.interfaces: list[Interface] = []
+        self.section_ifs: list[int] = []       # this section's local id -> global id
+        self.spb_count = 0
+        self.bad_detail = ""
+        self.prev_ts = 0
+        self._set_kernel_tables()
+
+    # ---- the kernel loop ------------------------------------------------------------
+    def walk(self, buf: np.ndarray, pos: int, end: int, out, n: int):
+        while True:
+            t = self._tables
+            pos, n, status, value = walk_pcapng(buf, pos, end, self.big, *t, self.prev_ts,
+                                                out.off, out.cap, out.wire, out.ts_ns,
+                                                out.iface, n)
+            pos, n, status, value = int(pos), int(n), int(status), int(value)
+            if n:
+                self.prev_ts = int(out.ts_ns[n - 1])
+            if status != OTHER_BLOCK:
+                return pos, n, status, value
+            step = self._python_block(buf, pos, end)
+            if step[0] != "ok":
+                return pos, n, step[1], step[2]
+            pos = step[1]
+
+    def linktype_of(self, iface: np.ndarray) -> np.ndarray:
+        table = np.array([i.linktype for i in self.interfaces] + [-1], np.int32)
+        return table[np.where(iface >= 0, iface, len(self.interfaces))]
+
+    # ---- blocks handled in Python ---------------------------------------------------
+    def _python_block(self, buf, pos, end):
+        """("ok", next pos) or ("stop", status, value)."""
+        if pos + 12 > end:
+            return ("stop", NEED_MORE, 12)
+        raw = bytes(buf[pos:pos + 12])
+        if struct.unpack("<I", raw[:4])[0] == SHB:
+            bom = struct.unpack("<I", raw[8:12])[0]
+            if bom == BYTE_ORDER_MAGIC:
+                big = False
+            elif bom == 0x4D3C2B1A:
+                big = True
+            else:
+                self.bad_detail = f"byte-order magic 0x{bom:08x}"
+                return ("stop", BAD_MAGIC, bom)
+        else:
+            big = self.big
+        order = ">" if big else "<"
+        btype, blen = struct.unpack(order + "II", raw[:8])
+        if blen < 12 or blen % 4 or blen > MAX_RECORD or (btype == SHB and blen < 28):
+            return ("stop", BAD_LENGTH, blen)
+        if pos + blen > end:
+            return ("stop", NEED_MORE, blen)
+        block = bytes(buf[pos:pos + blen])
+        trailer = struct.unpack(order + "I", block[-4:])[0]
+        if trailer != blen:
+            return ("stop", BAD_TRAILER, trailer)
+        if btype == SHB:
+            major = struct.unpack(order + "H", block[12:14])[0]
+            if major != 1:
+                self.bad_detail = f"version {major}"
+                return ("stop", BAD_VERSION, major)
+            self.big = big
+            self.sections += 1
+            self.section_ifs = []
+            self._set_kernel_tables()
+        elif btype == IDB:
+            if blen < 20:
+                return ("stop", BAD_LENGTH, blen)
+            self._add_interface(block, order)
+        return ("ok", pos + blen)
+
+    def _add_interface(self, block: bytes, order: str) -> None:
+        linktype, _res, snaplen = struct.unpack(order + "HHI", block[8:16])
+        itf = Interface(len(self.interfaces), self.sections - 1, linktype, snaplen)
+        for code, value in _options(block[16:-4], order):
+            if code == OPT_IF_TSRESOL and value:
+                r = value[0]
+                itf.ts_binary, itf.ts_exp = bool(r & 0x80), r & 0x7F
+                itf.tsresol = f"2^-{itf.ts_exp}" if itf.ts_binary else f"10^-{itf.ts_exp}"
+                if itf.ts_binary and itf.ts_exp > 62:
+                    itf.ts_exp = 62     # finer than 1/2^62 s is below a nanosecond anyway
+            elif code == OPT_IF_TSOFFSET and len(value) == 8:
+                itf.tsoffset = struct.unpack(order + "q", value)[0]
+            elif code == OPT_IF_NAME:
+                itf.name = value.decode("utf-8", "replace").rstrip("\0")
+            elif code == OPT_IF_DESCRIPTION:
+                itf.description = value.decode("utf-8", "replace").rstrip("\0")
+        self.interfaces.append(itf)
+        self.section_ifs.append(itf.id)
+        self._set_kernel_tables()
+
+    def _set_kernel_tables(self) -> None:
+        ifs = [self.interfaces[g] for g in self.section_ifs]
+        self._tables = (
+            np.array([i.id for i in ifs], np.int64),
+            np.array([i.ts_binary for i in ifs], np.bool_),
+            np.array([i.ts_exp for i in ifs], np.int64),
+            np.array([i.tsoffset * 1_000_000_000 for i in ifs], np.int64),
+            np.array([i.snaplen for i in ifs], np.int64),
+        )
+
+
+def _options(data: bytes, order: str):
+    """(code, value) pairs of a pcapng option list; stops at opt_endofopt or damage."""
+    p = 0
+    while p + 4 <= len(data):
+        code, length = struct.unpack(order + "HH", data[p:p + 4])
+        if code == OPT_END or p + 4 + length > len(data):
+            return
+        yield code, data[p + 4:p + 4 + length]
+        p += 4 + ((length + 3) & ~3)

@@ -1,0 +1,234 @@
+"""The chunked reader: fill a large buffer, walk records, decode, yield DataFrames.
+
+One numpy buffer per reader; incomplete trailing bytes move to its front before the
+next fill. A record bigger than the buffer grows it (up to records.MAX_RECORD).
+"""
+from __future__ import annotations
+
+import struct
+from collections import namedtuple
+
+import numpy as np
+import pandas as pd
+
+from .. import schema
+from ..errors import CaptureError
+from . import outcomes, pcap, pcapng
+from .addresses import AddressInterner
+from .decode import TCP_FIELDS, decode_records
+from .info import CaptureInfo
+from .linktypes import linktype_name
+from .records import (BAD_CAPLEN, BAD_LENGTH, BAD_TRAILER, FULL, NEED_MORE, RecordArrays)
+from .source import open_source
+
+DEFAULT_CHUNK_BYTES = 64 << 20
+MAX_ROWS = 1 << 20          # records per walk/decode batch: bounds every chunk's rows
+_HEAD_BYTES = 4096
+
+TcpRows = namedtuple("TcpRows", list(TCP_FIELDS))
+
+
+def _tcp_rows(n: int) -> TcpRows:
+    return TcpRows(*(np.empty(n, dtype) for dtype in TCP_FIELDS.values()))
+
+
+class CaptureReader:
+    """open_capture()'s result: .chunks() yields packet-table DataFrames, .info counts."""
+
+    def __init__(self, source, chunk_bytes: int = DEFAULT_CHUNK_BYTES, max_rows: int = MAX_ROWS):
+        self._src = open_source(source)
+        name = self._src.name
+        self.info = CaptureInfo(path=name, bytes_total=self._src.bytes_total)
+        self.addresses = AddressInterner()
+        self._max_rows = max_rows
+        self._buf = np.empty(max(chunk_bytes, _HEAD_BYTES), np.uint8)
+        self._fill = self._src.readinto(memoryview(self._buf)[:_HEAD_BYTES])
+        self._eof = self._fill < _HEAD_BYTES
+        self._buf_offset = 0                # file offset (uncompressed) of buf[0]
+        self._started = False
+        self._last_ts: int | None = None
+        try:
+            self._walker = self._detect_format()
+        except CaptureError:
+            self._src.close()
+            raise
+
+    # ---- format detection -----------------------------------------------------------
+    def _detect_format(self):
+        name, head = self.info.path, bytes(self._buf[:min(self._fill, 24)])
+        gz = " (gzip)" if self._src.compressed else ""
+        if not head:
+            if self._src.compressed:
+                raise CaptureError(f"{name}: empty capture (the gzip data holds no bytes)")
+            raise CaptureError(f"{name}: empty file (0 bytes)")
+        if len(head) < 4:
+            raise CaptureError(f"{name}: too short to be a capture ({len(head)} bytes)")
+        magic = struct.unpack("<I", head[:4])[0]
+        if magic in pcap.MAGICS:
+            header = pcap.parse_header(name, head)
+            self.info.format = ("pcap (nanosecond)" if header.nanosecond else "pcap") + gz
+            self.info.linktypes = [linktype_name(header.linktype)]
+            self.info.interfaces = [{"id": 0, "linktype": linktype_name(header.linktype),
+                                     "linktype_number": header.linktype,
+                                     "snaplen": header.snaplen}]
+            self.info.snaplen = header.snaplen or None
+            return pcap.PcapWalker(header)
+        if magic == pcapng.SHB:
+            self.info.format = "pcapng" + gz
+            return pcapng.PcapngWalker()
+        if magic in pcap.MODIFIED_MAGICS:
+            raise CaptureError(f"{name}: modified (Kuznetzov) pcap format is not supported")
+        what = "gzip data that does not hold" if gz else "not"
+        raise CaptureError(f"{name}: {what} a pcap or pcapng file "
+                           f"(starts with 0x{head[:4].hex()})")
+
+    # ---- the chunk loop -------------------------------------------------------------
+    def chunks(self):
+        """Packet-table DataFrames in file order; each at most max_rows rows."""
+        if self._started:
+            raise RuntimeError("chunks() can be iterated only once per reader")
+        self._started = True
+        try:
+            yield from self._chunks()
+        finally:
+            self._finish()
+
+    def _chunks(self):
+        out = RecordArrays(min(self._max_rows, self._buf.shape[0] // 16 + 1))
+        pos = 0
+        while True:
+            self._read_more()
+            while True:
+                pos, n, status, value = self._walker.walk(self._buf, pos, self._fill, out, 0)
+                if n:
+                    yield from self._decode(out, n)
+                if status != FULL:
+                    break
+            if status != NEED_MORE:
+                self._stop_damaged(status, value, pos)
+                return
+            if self._eof:
+                if pos < self._fill:
+                    self._warn_truncated(self._fill - pos, value)
+                return
+            self._keep_tail(pos, value)
+            pos = 0
+
+    def _read_more(self) -> None:
+        if self._eof:
+            return
+        got = self._src.readinto(memoryview(self._buf)[self._fill:])
+        self._fill += got
+        self._eof = self._fill < self._buf.shape[0]
+        self.info.bytes_read = self._src.bytes_read
+
+    def _keep_tail(self, pos: int, need: int) -> None:
+        """Move the incomplete record at pos to the buffer front (growing it if needed)."""
+        tail = self._buf[pos:self._fill].copy()
+        if need > self._buf.shape[0]:
+            self._buf = np.empty(need + (1 << 20), np.uint8)
+        self._buf[:tail.shape[0]] = tail
+        self._buf_offset += pos
+        self._fill = tail.shape[0]
+
+    # ---- decode and account ---------------------------------------------------------
+    def _decode(self, out: RecordArrays, n: int):
+        off, cap, wire = out.off[:n], out.cap[:n], out.wire[:n]
+        ts_ns, iface = out.ts_ns[:n], out.iface[:n]
+        linktype = self._walker.linktype_of(iface)
+        outcome = np.empty(n, np.int8)
+        aux = np.empty(n, np.int64)
+        rows = _tcp_rows(n)
+        k = decode_records(self._buf, off, cap, wire, ts_ns, iface, linktype, n,
+                           self.info.records, outcome, aux, rows)
+        self._account(ts_ns, outcome, aux, n, k)
+        if k:
+            yield self._frame(rows, k)
+
+    def _account(self, ts_ns, outcome, aux, n, k) -> None:
+        info = self.info
+        info.records += n
+        info.tcp_packets += k
+        info.add_skipped(outcomes.count_skipped(outcome, aux))
+        lo, hi = int(ts_ns.min()), int(ts_ns.max())
+        info.first_ts_ns = lo if info.first_ts_ns is None else min(info.first_ts_ns, lo)
+        info.last_ts_ns = hi if info.last_ts_ns is None else max(info.last_ts_ns, hi)
+        backwards = int(np.count_nonzero(ts_ns[1:] < ts_ns[:-1]))
+        if self._last_ts is not None and ts_ns[0] < self._last_ts:
+            backwards += 1
+        info.out_of_order_ts += backwards
+        self._last_ts = int(ts_ns[-1])
+
+    def _frame(self, rows: TcpRows, k: int) -> pd.DataFrame:
+        col = {name: getattr(rows, name)[:k] for name in TCP_FIELDS}
+        codes = self.addresses.codes(np.concatenate([col["src_hi"], col["dst_hi"]]),
+                                     np.concatenate([col["src_lo"], col["dst_lo"]]))
+        col["src"] = self.addresses.categorical(codes[:k])
+        col["dst"] = self.addresses.categorical(codes[k:])
+        col["flags"] = schema.flags_text_column(col["tcp_flags"])
+        col["ts"] = col["ts_ns"] / 1e9
+        return pd.DataFrame({name: col[name] for name in schema.PACKET_COLUMNS}, copy=False)
+
+    # ---- endings --------------------------------------------------------------------
+    def _warn_truncated(self, present: int, needed: int) -> None:
+        unit = "record" if isinstance(self._walker, pcap.PcapWalker) else "block"
+        self.info.warnings.append(
+            f"capture truncated mid-{unit} after frame {self.info.records} "
+            f"({present} of {needed} bytes present): the last {unit} was ignored")
+
+    def _stop_damaged(self, status: int, value: int, pos: int) -> None:
+        frame, at = self.info.records, self._buf_offset + pos
+        tail = f"damaged file, stopped reading after frame {frame}"
+        if isinstance(self._walker, pcap.PcapWalker):
+            snap = self._walker.header.snaplen
+            msg = (f"record {frame + 1} at byte {at} claims {value} captured bytes, more than "
+                   f"the snaplen {snap} allows: {tail}")
+        elif status == BAD_LENGTH:
+            msg = (f"pcapng block at byte {at} has an impossible length {value} (must be a "
+                   f"multiple of 4, at least 12): {tail}")
+        elif status == BAD_TRAILER:
+            msg = (f"pcapng block at byte {at}: trailing length {value} differs from its "
+                   f"leading length: {tail}")
+        elif status == BAD_CAPLEN:
+            msg = (f"pcapng packet block at byte {at} claims {value} captured bytes, more "
+                   f"than the block holds: {tail}")
+        else:
+            msg = f"pcapng section header at byte {at} has an unsupported " \
+                  f"{self._walker.bad_detail}: {tail}"
+        self.info.warnings.append(msg)
+
+    def _finish(self) -> None:
+        info = self.info
+        info.bytes_read = self._src.bytes_read
+        info.warnings.extend(self._src.end_warnings())
+        if isinstance(self._walker, pcapng.PcapngWalker):
+            self._describe_interfaces(self._walker)
+        info.complete = True
+        self._src.close()
+
+    def _describe_interfaces(self, walker: pcapng.PcapngWalker) -> None:
+        info = self.info
+        info.sections = walker.sections
+        info.interfaces = [i.as_dict() for i in walker.interfaces]
+        info.linktypes = list(dict.fromkeys(i.linktype_name for i in walker.interfaces))
+        snaps = [i.snaplen for i in walker.interfaces if i.snaplen]
+        info.snaplen = min(snaps) if snaps else None
+
+
+def empty_packet_table() -> pd.DataFrame:
+    """A zero-row packet table with the schema's dtypes."""
+    return pd.DataFrame({name: pd.Series([], dtype=dtype)
+                         for name, dtype in schema.PACKET_COLUMNS.items()})
+
+
+def concat_chunks(chunks: list[pd.DataFrame], addresses: AddressInterner) -> pd.DataFrame:
+    """One table from a reader's chunks, with the reader's final address categories."""
+    if not chunks:
+        return empty_packet_table()
+    plain = [c.drop(columns=["src", "dst", "flags"]) for c in chunks]
+    table = plain[0] if len(plain) == 1 else pd.concat(plain, ignore_index=True)
+    for name in ("src", "dst"):
+        codes = np.concatenate([c[name].cat.codes.to_numpy() for c in chunks])
+        table[name] = addresses.categorical(codes)
+    table["flags"] = schema.flags_text_column(table["tcp_flags"].to_numpy())
+    return table[list(schema.PACKET_COLUMNS)]

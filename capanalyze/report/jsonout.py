@@ -1,0 +1,75 @@
+"""The JSON report: stable field names, additive changes only (see README)."""
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+
+from .. import __version__
+
+CAPTURE_FIELDS = ("path", "format", "linktypes", "records", "tcp_packets", "skipped",
+                  "warnings", "first_ts", "last_ts")
+FLOW_FIELDS = ("flow_id", "client", "server", "first_frame", "last_frame", "start_ts",
+               "end_ts", "packets", "bytes", "state", "max_idle_s", "keepalives",
+               "retransmissions", "rsts", "verdict", "role_inferred", "handshake",
+               "zero_windows")
+STALL_FIELDS = ("flow_id", "client", "server", "class", "factors", "confidence", "start_ts",
+                "end_ts", "duration_s", "idle_before_s", "frames", "evidence", "backoff",
+                "culprits", "remedy", "wireshark_filter", "waiting")
+
+
+def build(analyses: list, matches: list[dict] | None = None) -> dict:
+    """The report for one capture, or several vantages of the same connections."""
+    report = {"tool": "capanalyze", "version": __version__, "captures": [], "flows": [],
+              "stalls": [], "eviction_threshold": None}
+    for index, a in enumerate(analyses):
+        report["captures"].append(_capture(a.info))
+        report["flows"] += _rows(a.flows, FLOW_FIELDS, index, len(analyses))
+        report["stalls"] += _rows(a.stalls, STALL_FIELDS, index, len(analyses))
+        if a.bracket and report["eviction_threshold"] is None:
+            report["eviction_threshold"] = {k: a.bracket[k] for k in ("low_s", "high_s", "matches", "text")}
+    if matches is not None:
+        report["matches"] = matches
+    return clean(report)
+
+
+def _capture(info) -> dict:
+    out = {name: getattr(info, name) for name in CAPTURE_FIELDS}
+    out["out_of_order_ts"] = info.out_of_order_ts
+    return out
+
+
+def _rows(frame, fields, index, n_captures) -> list[dict]:
+    rows = frame[[f for f in fields if f in frame.columns]].to_dict("records")
+    if n_captures > 1:
+        for row in rows:
+            row["capture"] = index
+    return rows
+
+
+def clean(value):
+    """numpy/pandas scalars -> plain JSON values; NaN -> null."""
+    if isinstance(value, dict):
+        return {str(k): clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return [clean(v) for v in value]
+    if isinstance(value, (np.bool_, bool)):
+        return bool(value)
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (np.floating, float)):
+        return None if math.isnan(value) else float(value)
+    if value is None or isinstance(value, (str, int)):
+        return value
+    try:
+        import pandas as pd
+        if pd.isna(value):
+            return None
+    except (TypeError, ValueError):
+        pass
+    return str(value)
+
+
+def to_json(report: dict) -> str:
+    return json.dumps(report, indent=2)

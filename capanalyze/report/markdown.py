@@ -1,0 +1,82 @@
+"""Markdown report: pasteable into an incident ticket. Capture strings are escaped."""
+from __future__ import annotations
+
+from collections import Counter
+
+from ..evidence import clock, duration
+
+# Enough to stop emphasis, links, tables, code spans and raw HTML from capture strings.
+_MD_SPECIAL = str.maketrans({c: "\\" + c for c in "\\`*_[]|"})
+
+
+def esc(value) -> str:
+    """Escape a capture-derived string for Markdown (and any HTML it is rendered to)."""
+    text = str(value).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return text.replace("\n", " ").replace("\r", " ").translate(_MD_SPECIAL)
+
+
+def render_markdown(report: dict) -> str:
+    out = ["# capanalyze report", ""]
+    out += _captures(report["captures"])
+    out += _summary(report)
+    if report.get("eviction_threshold"):
+        out += ["## Eviction threshold", "", esc(report["eviction_threshold"]["text"]), ""]
+    for stall in report["stalls"]:
+        out += _stall(stall)
+    out += _flows(report["flows"])
+    return "\n".join(out).rstrip() + "\n"
+
+
+def _captures(captures: list[dict]) -> list[str]:
+    out = []
+    for i, cap in enumerate(captures):
+        span = (f"{clock(cap['first_ts'])} to {clock(cap['last_ts'])} UTC "
+                f"({duration(cap['last_ts'] - cap['first_ts'])})" if cap["first_ts"] else "empty")
+        out.append(f"- **capture {i}**: `{esc(cap['path'])}` ({esc(cap['format'])}, "
+                   f"{esc(', '.join(cap['linktypes']))}), {span}; {cap['records']} records, "
+                   f"{cap['tcp_packets']} TCP packets analysed")
+        for reason, n in sorted(cap["skipped"].items(), key=lambda kv: -kv[1]):
+            out.append(f"  - not analysed: {n} × {esc(reason)}")
+        for w in cap["warnings"]:
+            out.append(f"  - warning: {esc(w)}")
+    return out + [""]
+
+
+def _summary(report: dict) -> list[str]:
+    verdicts = Counter(f["verdict"] for f in report["flows"])
+    stalled = sum(n for v, n in verdicts.items() if v != "healthy")
+    out = [f"## Verdict: {stalled} of {len(report['flows'])} connections stalled", ""]
+    if stalled:
+        out += ["| class | connections |", "|---|---|"]
+        out += [f"| {v} | {n} |" for v, n in verdicts.most_common() if v != "healthy"]
+        out.append("")
+    return out
+
+
+def _stall(s: dict) -> list[str]:
+    cap = f"capture {s['capture']}, " if "capture" in s else ""
+    out = [f"## Flow {s['flow_id']}: {esc(s['client'])} → {esc(s['server'])}: "
+           f"`{s['class']}` (confidence {s['confidence']:.2f})", "",
+           f"- {cap}{clock(s['start_ts'])} to {clock(s['end_ts'])} UTC, {duration(s['duration_s'])}"
+           + (f"; idle before: {duration(s['idle_before_s'])}" if s["idle_before_s"] else ""),
+           f"- factors: {', '.join(s['factors']) or '-'}"]
+    if s["culprits"]:
+        names = "; ".join(f"{esc(c['name'])} ({c['timeout_s']:g} s)" for c in s["culprits"][:4])
+        out.append(f"- likely culprit: {names}")
+    out += ["", "Evidence:", ""] + [f"{i}. {esc(e)}" for i, e in enumerate(s["evidence"], 1)]
+    out += ["", "Fix:", "", "```", s["remedy"], "```", "",
+            f"Wireshark: `{s['wireshark_filter']}`, frames {', '.join(map(str, s['frames'][:20]))}", ""]
+    return out
+
+
+def _flows(flows: list[dict]) -> list[str]:
+    out = ["## Connections", "", "| flow | client | server | packets | state | max idle | keepalives | retrans | verdict |",
+           "|---|---|---|---|---|---|---|---|---|"]
+    shown = sorted(flows, key=lambda f: (f["verdict"] == "healthy", f["flow_id"]))[:50]
+    for f in shown:
+        out.append(f"| {f['flow_id']} | {esc(f['client'])} | {esc(f['server'])} | {f['packets']} | "
+                   f"{f['state']} | {f['max_idle_s']:.1f} s | {f['keepalives']} | "
+                   f"{f['retransmissions']} | {f['verdict']} |")
+    if len(flows) > len(shown):
+        out.append(f"\n({len(flows) - len(shown)} more healthy connections not shown)")
+    return out + [""]

@@ -1,0 +1,80 @@
+"""Terminal report (rich): the verdict first, then each stall with its evidence."""
+from __future__ import annotations
+
+import io
+import sys
+from collections import Counter
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from ..evidence import clock, duration
+
+CLASS_STYLE = {"silent_middlebox_eviction": "bold red", "missing_keepalive": "bold magenta",
+               "middlebox_cut": "bold yellow", "peer_unreachable": "bold red",
+               "app_slowness": "bold cyan", "healthy": "green"}
+
+
+def render_text(report: dict, color: bool | None = None) -> str:
+    color = sys.stdout.isatty() if color is None else color
+    console = Console(file=io.StringIO(), force_terminal=color, width=110,
+                      color_system="standard" if color else None, highlight=False)
+    for i, cap in enumerate(report["captures"]):
+        _capture(console, i, cap)
+    _verdict(console, report)
+    if report.get("eviction_threshold"):
+        console.print(f"[bold]Eviction threshold:[/] {escape(report['eviction_threshold']['text'])}\n")
+    for stall in report["stalls"]:
+        _stall(console, stall)
+    if report["stalls"]:
+        _flows(console, [f for f in report["flows"] if f["verdict"] != "healthy"])
+    return console.file.getvalue()
+
+
+def _capture(console, i, cap):
+    span = (f"{clock(cap['first_ts'])}-{clock(cap['last_ts'])} UTC, "
+            f"{duration(cap['last_ts'] - cap['first_ts'])}" if cap["first_ts"] else "no packets")
+    console.print(f"[bold]capture {i}:[/] {escape(cap['path'])} ({escape(cap['format'])}, "
+                  f"{escape(', '.join(cap['linktypes']))}), {span}")
+    skipped = ", ".join(f"{n} {escape(r)}" for r, n in sorted(cap["skipped"].items(), key=lambda kv: -kv[1]))
+    console.print(f"  {cap['records']} records: {cap['tcp_packets']} TCP packets analysed"
+                  + (f"; not analysed: {skipped}" if skipped else ""))
+    for w in cap["warnings"]:
+        console.print(f"  [yellow]warning:[/] {escape(w)}")
+
+
+def _verdict(console, report):
+    counts = Counter(f["verdict"] for f in report["flows"])
+    stalled = sum(n for v, n in counts.items() if v != "healthy")
+    parts = ", ".join(f"[{CLASS_STYLE.get(v, '')}]{n} {v}[/]" for v, n in counts.most_common())
+    console.print(f"\n[bold]{stalled} of {len(report['flows'])} connections stalled[/] ({parts or 'none'})\n")
+
+
+def _stall(console, s):
+    style = CLASS_STYLE.get(s["class"], "bold")
+    console.rule(f"[{style}]flow {s['flow_id']}: {s['class']}[/] ({s['confidence']:.2f})", align="left")
+    console.print(f"{escape(s['client'])} -> {escape(s['server'])}   "
+                  f"{clock(s['start_ts'])}-{clock(s['end_ts'])} UTC ({duration(s['duration_s'])})"
+                  + (f", idle before {duration(s['idle_before_s'])}" if s["idle_before_s"] else ""))
+    console.print(f"factors: {', '.join(s['factors']) or '-'}")
+    if s["culprits"]:
+        console.print("likely culprit: " + "; ".join(
+            f"{escape(c['name'])} ({c['timeout_s']:g} s)" for c in s["culprits"][:4]))
+    for e in s["evidence"]:
+        console.print(f"  - {escape(e)}")
+    console.print("[bold]fix:[/]")
+    for line in s["remedy"].splitlines():
+        console.print(f"  {escape(line)}")
+    console.print(f"[dim]wireshark: {escape(s['wireshark_filter'])}[/]\n")
+
+
+def _flows(console, flows):
+    table = Table(title="stalled connections", show_lines=False)
+    for col in ("flow", "client", "server", "packets", "state", "max idle", "verdict"):
+        table.add_column(col)
+    for f in flows[:40]:
+        table.add_row(str(f["flow_id"]), escape(f["client"]), escape(f["server"]), str(f["packets"]),
+                      f["state"], f"{f['max_idle_s']:.1f} s",
+                      f"[{CLASS_STYLE.get(f['verdict'], '')}]{f['verdict']}[/]")
+    console.print(table)

@@ -1,0 +1,510 @@
+"""Stage 3: the per-direction TCP rules, in ONE place -> event columns on the packet table.
+
+The rules follow Wireshark's tcp_analyze_sequence_number() (packet-tcp.c) so our flags
+can be checked against tshark, with these deliberate corrections (each leaves a bit in
+`events` so a disagreement with tshark can be explained packet by packet):
+
+* A 0/1-byte segment at next_seq - 1 sent while the peer advertises a zero window is a
+  zero-window probe (Linux sends them in exactly a keepalive's shape), not a keepalive.
+* The segment right after our own FIN, at the FIN's sequence number, is not a keepalive.
+* A keepalive needs its direction to have been silent for KEEPALIVE_MIN_SILENCE first.
+* The same packet captured twice (`tcpdump -i any` on bridges/veth) is a
+  `duplicate_capture`, not a retransmission, and does not move any state.
+
+Sequence and ACK numbers are unwrapped to 64-bit relative values per direction, so
+32-bit wrap-around never confuses a comparison.
+
+The kernel also cuts each connection's idle gaps (no packet other than keepalives for
+longer than the threshold) and records every RST with what is needed to judge whether
+it was forged; timeline.py turns those records into tables.
+"""
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from .schema import ACK, FIN, RST, SYN
+
+# ---- event bits (the `events` column; booleans are expanded from it) ----
+EV_SYN, EV_FIN, EV_RST = 1 << 0, 1 << 1, 1 << 2
+EV_KEEPALIVE, EV_KEEPALIVE_ACK = 1 << 3, 1 << 4
+EV_RETRANS, EV_FAST, EV_SPURIOUS, EV_TAIL_PROBE = 1 << 5, 1 << 6, 1 << 7, 1 << 8
+EV_DUP_ACK, EV_ZERO_WINDOW, EV_ZWP, EV_ZWP_ACK = 1 << 9, 1 << 10, 1 << 11, 1 << 12
+EV_WINDOW_FULL, EV_DUP_CAPTURE, EV_OUT_OF_ORDER = 1 << 13, 1 << 14, 1 << 15
+EV_LOST_SEGMENT, EV_ACK_UNSEEN, EV_WINDOW_UPDATE = 1 << 16, 1 << 17, 1 << 18
+EV_WS_KEEPALIVE = 1 << 19     # Wireshark's keep-alive rule fired (ours may disagree)
+EV_KA_NOT_SILENT = 1 << 20    # ... rejected: the direction was not silent before it
+EV_KA_AFTER_FIN = 1 << 21     # ... rejected: it sits on our own FIN's sequence number
+EV_ACKS_RETRANS = 1 << 22     # acknowledges a segment that had been retransmitted
+EV_GAP_END = 1 << 23          # first activity after an idle gap
+EV_DATA = 1 << 24             # carries payload
+
+EVENT_BITS = {
+    "syn": EV_SYN, "fin": EV_FIN, "rst": EV_RST, "keepalive": EV_KEEPALIVE,
+    "keepalive_ack": EV_KEEPALIVE_ACK, "retransmission": EV_RETRANS,
+    "dup_ack": EV_DUP_ACK, "zero_window": EV_ZERO_WINDOW, "zero_window_probe": EV_ZWP,
+    "zero_window_probe_ack": EV_ZWP_ACK, "window_full": EV_WINDOW_FULL,
+    "duplicate_capture": EV_DUP_CAPTURE, "out_of_order": EV_OUT_OF_ORDER,
+    "lost_segment": EV_LOST_SEGMENT, "ack_unseen": EV_ACK_UNSEEN,
+    "window_update": EV_WINDOW_UPDATE,
+}
+# Packets worth keeping when the CLI streams a capture without the full packet table.
+EV_NOTABLE = (EV_SYN | EV_FIN | EV_RST | EV_KEEPALIVE | EV_KEEPALIVE_ACK | EV_RETRANS
+              | EV_ZERO_WINDOW | EV_ZWP | EV_ZWP_ACK | EV_DUP_CAPTURE | EV_ACKS_RETRANS
+              | EV_GAP_END | EV_WS_KEEPALIVE)
+
+# ---- tunables (ns) ----
+KEEPALIVE_MIN_SILENCE_NS = 500_000_000   # below any stack's keepalive interval (>= 1 s)
+DUP_CAPTURE_NS = 2_000_000               # `-i any` copies arrive microseconds apart;
+# Windows resends a SYN with the same IP ID, 5 ms later in nowebaccess3.pcapng
+FAST_RETRANS_NS = 20_000_000             # Wireshark: within 20 ms of the last dup ACK
+LINUX_RTO_MIN_NS = 200_000_000           # earlier resends of the tail are loss probes
+DEFAULT_OOO_NS = 3_000_000               # Wireshark's out-of-order window without RTT
+
+# ---- packet matrix columns (built by _packet_matrix) ----
+P_FRAME, P_TS, P_FLOW, P_DIR, P_FLAGS, P_SEQ, P_ACK, P_WIN, P_LEN = range(9)
+P_WSCALE, P_TTL, P_IPID, P_TSVAL = 9, 10, 11, 12
+N_P = 13
+# ---- output matrix columns ----
+O_EVENTS, O_REL_SEQ, O_REL_ACK, O_WIN, O_ORIG_FRAME, O_ORIG_TS = range(6)
+N_O = 6
+
+# ---- per-direction state (row = 2 * flow_id + dir) ----
+(D_SEEN, D_BASE, D_NEXT_SET, D_NEXT, D_NEXT_FRAME, D_NEXT_TS, D_MAXSEQ, D_LASTACK_SET,
+ D_LASTACK, D_LASTACK_TS, D_WIN_SET, D_WINDOW, D_WS_OFFER, D_WSCALE, D_LASTSEGFLAGS,
+ D_DUPACKS, D_LAST_TS, D_LAST_FRAME, D_LAST_IPID, D_LAST_TTL, D_LAST_SEQ, D_LAST_ACK,
+ D_LAST_LEN, D_LAST_FLAGS, D_LAST_TSVAL, D_FIN_SET, D_FIN_SEQ, D_HIGHACK, D_RETX_END,
+ D_PKTS, D_BYTES, D_N_KA, D_N_RETX, D_N_ZW, D_N_RST, D_N_DUPACK, D_N_ZWP,
+ D_RING_POS) = range(38)
+D_RING = 38            # 4 recent new segments: (rel seq, frame, ts) each
+RING = 4
+N_D = D_RING + 3 * RING
+
+# ---- per-flow state ----
+(T_SEEN, T_FIRST_FRAME, T_LAST_FRAME, T_FIRST_TS, T_LAST_TS, T_ACT_TS, T_ACT_FRAME,
+ T_MAX_IDLE, T_GAP_KA, T_GAP_KA_ACK, T_GAP_KA_FIRST, T_GAP_KA_LAST, T_GAP_KA_DIRS,
+ T_SYN_TS, T_FIRST_RTT, T_HANDSHAKE, T_LAST_DATA_DIR, T_FIN_FROM, T_RST_FROM,
+ T_PREV_FRAME, T_PREV_TS, T_PREV_DIR, T_PREV_IDLE, T_DATA_TS) = range(24)
+N_T = 24
+HS_SYN, HS_SYNACK, HS_ACK = 1, 2, 4
+
+# ---- idle-gap records ----
+(G_FLOW, G_START_FRAME, G_END_FRAME, G_START_TS, G_END_TS, G_KA, G_KA_ACK, G_KA_FIRST,
+ G_KA_LAST, G_KA_DIRS, G_UNACKED_C, G_UNACKED_S, G_LAST_DATA_DIR, G_END_DIR,
+ G_END_FLAGS, G_END_LEN, G_END_EVENTS, G_END_SEQ_END, G_CLOSED) = range(19)
+N_G = 19
+
+# ---- RST records ----
+(R_FLOW, R_FRAME, R_TS, R_DIR, R_TTL, R_EXP_TTL, R_IPID, R_LAST_IPID, R_SEQ_OFF,
+ R_ACK_OFF, R_HAS_ACK, R_TRIGGER_FRAME, R_TRIGGER_DT, R_TRIGGER_IDLE, R_FIRST_RTT,
+ R_SENDER_PKTS) = range(16)
+N_R = 16
+
+MASK32 = 0xFFFFFFFF
+
+
+@njit(cache=True, nogil=True)
+def _unwrap(value, base, near):
+    """Relative 32-bit value (value - base) placed in 64 bits closest to `near`."""
+    rel = (value - base) & MASK32
+    delta = (rel - (near & MASK32)) & MASK32
+    if delta >= 0x80000000:
+        delta -= 0x100000000
+    return near + delta
+
+
+@njit(cache=True, nogil=True)
+def _remember_segment(d, seq, frame, ts):
+    pos = d[D_RING_POS] % RING
+    d[D_RING + 3 * pos] = seq
+    d[D_RING + 3 * pos + 1] = frame
+    d[D_RING + 3 * pos + 2] = ts
+    d[D_RING_POS] += 1
+
+
+@njit(cache=True, nogil=True)
+def _original(d, seq, o):
+    """Frame and time that first carried `seq`, among the last few new segments."""
+    for k in range(RING):
+        if d[D_RING + 3 * k + 1] > 0 and d[D_RING + 3 * k] == seq:
+            o[O_ORIG_FRAME] = d[D_RING + 3 * k + 1]
+            o[O_ORIG_TS] = d[D_RING + 3 * k + 2]
+
+
+@njit(cache=True, nogil=True)
+def _is_duplicate_capture(d, p):
+    if d[D_LAST_FRAME] == 0 or p[P_TS] - d[D_LAST_TS] > DUP_CAPTURE_NS:
+        return False
+    if (d[D_LAST_SEQ] != p[P_SEQ] or d[D_LAST_ACK] != p[P_ACK]
+            or d[D_LAST_LEN] != p[P_LEN] or d[D_LAST_FLAGS] != p[P_FLAGS]):
+        return False
+    if p[P_IPID] > 0:
+        return d[D_LAST_IPID] == p[P_IPID]
+    # No usable IP ID (IPv6, or 0 with DF): only the TCP timestamp can tell a copy.
+    return p[P_TSVAL] >= 0 and p[P_TSVAL] == d[D_LAST_TSVAL] and p[P_TS] - d[D_LAST_TS] < 1_000_000
+
+
+@njit(cache=True, nogil=True)
+def _init_direction(d, r, p):
+    """First packet of a direction: base sequence as Wireshark sets it."""
+    d[D_SEEN] = 1
+    d[D_BASE] = p[P_SEQ] if p[P_FLAGS] & SYN else (p[P_SEQ] - 1) & MASK32
+    d[D_WS_OFFER] = -1
+    d[D_WSCALE] = -1
+    if not r[D_SEEN] and p[P_FLAGS] & ACK:
+        r[D_SEEN] = 1
+        r[D_BASE] = (p[P_ACK] - 1) & MASK32
+        r[D_WS_OFFER] = -1
+        r[D_WSCALE] = -1
+
+
+@njit(cache=True, nogil=True)
+def _window_scale(d, r, p):
+    """Scaled window; the scale is known once both SYNs were seen."""
+    flags = p[P_FLAGS]
+    if flags & SYN:
+        d[D_WS_OFFER] = p[P_WSCALE]
+        if flags & ACK and r[D_WS_OFFER] != -1:
+            both = p[P_WSCALE] >= 0 and r[D_WS_OFFER] >= 0
+            d[D_WSCALE] = p[P_WSCALE] if both else 0
+            r[D_WSCALE] = r[D_WS_OFFER] if both else 0
+        return p[P_WIN]
+    if d[D_WSCALE] > 0:
+        return p[P_WIN] << d[D_WSCALE]
+    return p[P_WIN]
+
+
+@njit(cache=True, nogil=True)
+def _classify_window_and_probes(d, r, p, seq, ack, seglen, win, ev):
+    flags = p[P_FLAGS]
+    nosfr = (flags & (SYN | FIN | RST)) == 0
+    if seglen == 1 and d[D_NEXT_SET] and seq == d[D_NEXT] and r[D_WIN_SET] and r[D_WINDOW] == 0:
+        return ev | EV_ZWP, True
+    if win == 0 and nosfr:
+        ev |= EV_ZERO_WINDOW
+    if d[D_NEXT_SET] and seq > d[D_NEXT] and not (flags & RST):
+        ev |= EV_LOST_SEGMENT
+    if seglen <= 1 and d[D_NEXT_SET] and seq == d[D_NEXT] - 1 and nosfr:
+        ev |= EV_WS_KEEPALIVE
+        if r[D_WIN_SET] and r[D_WINDOW] == 0:
+            ev |= EV_ZWP
+        elif d[D_FIN_SET] and seq == d[D_FIN_SEQ]:
+            ev |= EV_KA_AFTER_FIN
+        elif p[P_TS] - d[D_LAST_TS] < KEEPALIVE_MIN_SILENCE_NS:
+            ev |= EV_KA_NOT_SILENT
+        else:
+            ev |= EV_KEEPALIVE
+    same_ack = d[D_LASTACK_SET] and ack == d[D_LASTACK]
+    if (seglen == 0 and win != 0 and d[D_WIN_SET] and win != d[D_WINDOW]
+            and d[D_NEXT_SET] and seq == d[D_NEXT] and same_ack and nosfr):
+        ev |= EV_WINDOW_UPDATE
+    if (seglen > 0 and r[D_WSCALE] != -1 and r[D_LASTACK_SET] and r[D_WIN_SET]
+            and seq + seglen == r[D_LASTACK] + r[D_WINDOW] and nosfr):
+        ev |= EV_WINDOW_FULL
+    repeats = (seglen == 0 and d[D_WIN_SET] and win == d[D_WINDOW] and d[D_NEXT_SET]
+               and seq == d[D_NEXT] and same_ack and nosfr)
+    if repeats and win != 0 and r[D_LASTSEGFLAGS] & EV_KEEPALIVE:
+        return ev | EV_KEEPALIVE_ACK, True
+    if repeats and win == 0 and r[D_LASTSEGFLAGS] & EV_ZWP:
+        return ev | EV_ZWP_ACK, True
+    if repeats and win != 0:
+        d[D_DUPACKS] += 1
+        ev |= EV_DUP_ACK
+    return ev, False
+
+
+@njit(cache=True, nogil=True)
+def _classify_retransmission(d, r, p, seq, seglen, ev, first_rtt):
+    """Retransmission / fast / spurious / out-of-order, as Wireshark decides them."""
+    flags = p[P_FLAGS]
+    if not (seglen > 0 or flags & (SYN | FIN)) or ev & EV_WS_KEEPALIVE:
+        return ev
+    not_advanced = d[D_NEXT_SET] and seq < d[D_NEXT]
+    if seglen > 1 and d[D_NEXT_SET] and d[D_NEXT] - 1 == seq:
+        not_advanced = False
+    if seglen > 0 and r[D_LASTACK_SET] and seq + seglen <= r[D_LASTACK]:
+        return ev | EV_RETRANS | EV_SPURIOUS
+    if (not_advanced and r[D_DUPACKS] >= 2 and r[D_LASTACK] == seq
+            and p[P_TS] - r[D_LASTACK_TS] < FAST_RETRANS_NS):
+        return ev | EV_RETRANS | EV_FAST
+    ooo_ns = first_rtt if first_rtt > 0 else DEFAULT_OOO_NS
+    end = seq + seglen + (1 if flags & (SYN | FIN) else 0)
+    if not_advanced and p[P_TS] - d[D_NEXT_TS] < ooo_ns and d[D_NEXT] != end:
+        return ev | EV_OUT_OF_ORDER
+    if not_advanced:
+        ev |= EV_RETRANS
+        is_tail = end == d[D_NEXT]
+        if is_tail and p[P_TS] - d[D_NEXT_TS] < LINUX_RTO_MIN_NS and not (flags & SYN):
+            ev |= EV_TAIL_PROBE
+    return ev
+
+
+@njit(cache=True, nogil=True)
+def _advance_sequence(d, p, seq, seglen, ev):
+    flags = p[P_FLAGS]
+    nxt = seq + seglen + (1 if flags & (SYN | FIN) else 0)
+    if (nxt > d[D_NEXT] or not d[D_NEXT_SET]) and not ev & EV_ZWP:
+        if seglen > 0 or flags & (SYN | FIN):
+            _remember_segment(d, seq, p[P_FRAME], p[P_TS])
+        d[D_NEXT] = nxt
+        d[D_NEXT_SET] = 1
+        d[D_NEXT_FRAME] = p[P_FRAME]
+        d[D_NEXT_TS] = p[P_TS]
+    if (seq == d[D_MAXSEQ] or d[D_MAXSEQ] == 0) and not (ev & EV_ZWP):
+        d[D_MAXSEQ] = d[D_NEXT]
+    if flags & FIN and not d[D_FIN_SET]:
+        d[D_FIN_SET] = 1
+        d[D_FIN_SEQ] = seq + seglen
+    if ev & EV_RETRANS and seq + seglen > d[D_RETX_END]:
+        d[D_RETX_END] = seq + seglen + (1 if flags & (SYN | FIN) else 0)
+
+
+@njit(cache=True, nogil=True)
+def _record_ack(d, r, p, ack, ev):
+    """Bookkeeping of this packet's ACK field against the reverse direction's data."""
+    if not (p[P_FLAGS] & ACK):
+        return ev
+    if r[D_MAXSEQ] != 0 and ack > r[D_MAXSEQ]:
+        ev |= EV_ACK_UNSEEN
+        r[D_MAXSEQ] = r[D_NEXT] if r[D_MAXSEQ] > r[D_NEXT] else r[D_MAXSEQ]
+    if ack > r[D_HIGHACK]:
+        r[D_HIGHACK] = ack
+    if r[D_RETX_END] > 0 and ack >= r[D_RETX_END]:
+        r[D_RETX_END] = 0
+        ev |= EV_ACKS_RETRANS
+    return ev
+
+
+@njit(cache=True, nogil=True)
+def _remember_last(d, p, ack, win, ev):
+    if not (d[D_LASTACK_SET] and ack == d[D_LASTACK]):
+        d[D_DUPACKS] = 0
+    d[D_WINDOW] = win
+    d[D_WIN_SET] = 1
+    if p[P_FLAGS] & ACK:
+        d[D_LASTACK] = ack
+        d[D_LASTACK_SET] = 1
+        d[D_LASTACK_TS] = p[P_TS]
+    d[D_LASTSEGFLAGS] = ev
+    _remember_raw(d, p)
+
+
+@njit(cache=True, nogil=True)
+def _remember_raw(d, p):
+    d[D_LAST_TS] = p[P_TS]
+    d[D_LAST_FRAME] = p[P_FRAME]
+    d[D_LAST_IPID] = p[P_IPID]
+    d[D_LAST_TTL] = p[P_TTL]
+    d[D_LAST_SEQ] = p[P_SEQ]
+    d[D_LAST_ACK] = p[P_ACK]
+    d[D_LAST_LEN] = p[P_LEN]
+    d[D_LAST_FLAGS] = p[P_FLAGS]
+    d[D_LAST_TSVAL] = p[P_TSVAL]
+
+
+@njit(cache=True, nogil=True)
+def _count(d, p, ev):
+    d[D_PKTS] += 1
+    d[D_BYTES] += p[P_LEN]
+    d[D_N_KA] += (ev & EV_KEEPALIVE) != 0
+    d[D_N_RETX] += (ev & EV_RETRANS) != 0
+    d[D_N_ZW] += (ev & EV_ZERO_WINDOW) != 0
+    d[D_N_RST] += (ev & EV_RST) != 0
+    d[D_N_DUPACK] += (ev & EV_DUP_ACK) != 0
+    d[D_N_ZWP] += (ev & EV_ZWP) != 0
+
+
+@njit(cache=True, nogil=True)
+def _handshake(t, p, ev):
+    flags = p[P_FLAGS]
+    if flags & SYN and not flags & ACK:
+        t[T_HANDSHAKE] |= HS_SYN
+        t[T_SYN_TS] = p[P_TS]
+    elif flags & SYN:
+        t[T_HANDSHAKE] |= HS_SYNACK
+    elif flags & ACK and t[T_HANDSHAKE] == HS_SYN | HS_SYNACK and p[P_DIR] == 0:
+        t[T_HANDSHAKE] |= HS_ACK
+        if t[T_FIRST_RTT] == 0:
+            t[T_FIRST_RTT] = p[P_TS] - t[T_SYN_TS]
+
+
+@njit(cache=True, nogil=True)
+def _unacked(D, flow, direction):
+    d = D[2 * flow + direction]
+    if not d[D_NEXT_SET]:
+        return 0
+    una = d[D_HIGHACK] if d[D_HIGHACK] > 0 else 1
+    return max(d[D_NEXT] - una, 0)
+
+
+@njit(cache=True, nogil=True)
+def _emit_gap(G, ng, D, t, flow, end_frame, end_ts, end_dir, end_flags, end_len, end_ev,
+              end_seq_end):
+    g = G[ng]
+    g[G_FLOW] = flow
+    g[G_START_FRAME] = t[T_ACT_FRAME]
+    g[G_END_FRAME] = end_frame
+    g[G_START_TS] = t[T_ACT_TS]
+    g[G_END_TS] = end_ts
+    g[G_KA] = t[T_GAP_KA]
+    g[G_KA_ACK] = t[T_GAP_KA_ACK]
+    g[G_KA_FIRST] = t[T_GAP_KA_FIRST]
+    g[G_KA_LAST] = t[T_GAP_KA_LAST]
+    g[G_KA_DIRS] = t[T_GAP_KA_DIRS]
+    g[G_UNACKED_C] = _unacked(D, flow, 0)
+    g[G_UNACKED_S] = _unacked(D, flow, 1)
+    g[G_LAST_DATA_DIR] = t[T_LAST_DATA_DIR]
+    g[G_END_DIR] = end_dir
+    g[G_END_FLAGS] = end_flags
+    g[G_END_LEN] = end_len
+    g[G_END_EVENTS] = end_ev
+    g[G_END_SEQ_END] = end_seq_end
+    g[G_CLOSED] = t[T_FIN_FROM] | (t[T_RST_FROM] << 2)
+
+
+@njit(cache=True, nogil=True)
+def _emit_rst(R, nr, d, t, p, seq, ack, r):
+    rec = R[nr]
+    rec[R_FLOW] = p[P_FLOW]
+    rec[R_FRAME] = p[P_FRAME]
+    rec[R_TS] = p[P_TS]
+    rec[R_DIR] = p[P_DIR]
+    rec[R_TTL] = p[P_TTL]
+    rec[R_EXP_TTL] = d[D_LAST_TTL] if d[D_PKTS] > 0 else -1
+    rec[R_IPID] = p[P_IPID]
+    rec[R_LAST_IPID] = d[D_LAST_IPID] if d[D_PKTS] > 0 else -1
+    rec[R_SEQ_OFF] = seq - d[D_NEXT] if d[D_NEXT_SET] else 0
+    rec[R_HAS_ACK] = (p[P_FLAGS] & ACK) != 0
+    rec[R_ACK_OFF] = ack - r[D_NEXT] if rec[R_HAS_ACK] and r[D_NEXT_SET] else 0
+    from_peer = t[T_PREV_FRAME] > 0 and t[T_PREV_DIR] != p[P_DIR]
+    rec[R_TRIGGER_FRAME] = t[T_PREV_FRAME] if from_peer else -1
+    rec[R_TRIGGER_DT] = p[P_TS] - t[T_PREV_TS] if from_peer else -1
+    rec[R_TRIGGER_IDLE] = t[T_PREV_IDLE] if from_peer else -1
+    rec[R_FIRST_RTT] = t[T_FIRST_RTT]
+    rec[R_SENDER_PKTS] = d[D_PKTS]
+
+
+@njit(cache=True, nogil=True)
+def _track_activity(t, p, ev, seq_end, G, ng, D, gap_ns):
+    """Idle bookkeeping: keepalives do not end a gap; anything else does."""
+    ts = p[P_TS]
+    if ev & (EV_KEEPALIVE | EV_KEEPALIVE_ACK):
+        if ev & EV_KEEPALIVE:
+            t[T_GAP_KA] += 1
+            t[T_GAP_KA_DIRS] |= 1 << p[P_DIR]
+            if t[T_GAP_KA_FIRST] == 0:
+                t[T_GAP_KA_FIRST] = ts
+            t[T_GAP_KA_LAST] = ts
+        else:
+            t[T_GAP_KA_ACK] += 1
+        return ng, ev
+    idle = ts - t[T_ACT_TS]
+    if idle > t[T_MAX_IDLE]:
+        t[T_MAX_IDLE] = idle
+    if idle > gap_ns:
+        ev |= EV_GAP_END
+        _emit_gap(G, ng, D, t, p[P_FLOW], p[P_FRAME], ts, p[P_DIR], p[P_FLAGS], p[P_LEN],
+                  ev, seq_end)
+        ng += 1
+    t[T_ACT_TS] = ts
+    t[T_ACT_FRAME] = p[P_FRAME]
+    t[T_GAP_KA] = 0
+    t[T_GAP_KA_ACK] = 0
+    t[T_GAP_KA_FIRST] = 0
+    t[T_GAP_KA_LAST] = 0
+    t[T_GAP_KA_DIRS] = 0
+    return ng, ev
+
+
+@njit(cache=True, nogil=True)
+def _open_flow(t, p):
+    t[T_SEEN] = 1
+    t[T_FIRST_FRAME] = p[P_FRAME]
+    t[T_FIRST_TS] = p[P_TS]
+    t[T_ACT_TS] = p[P_TS]
+    t[T_ACT_FRAME] = p[P_FRAME]
+    t[T_LAST_DATA_DIR] = -1
+
+
+@njit(cache=True, nogil=True)
+def _finish_flow_packet(t, p, ev):
+    flags = p[P_FLAGS]
+    if p[P_LEN] > 0 and not ev & (EV_KEEPALIVE | EV_ZWP):
+        t[T_LAST_DATA_DIR] = p[P_DIR]
+        t[T_DATA_TS] = p[P_TS]
+    if flags & FIN:
+        t[T_FIN_FROM] |= 1 << p[P_DIR]
+    if flags & RST:
+        t[T_RST_FROM] |= 1 << p[P_DIR]
+    if p[P_FRAME] != t[T_PREV_FRAME]:
+        t[T_PREV_IDLE] = p[P_TS] - t[T_PREV_TS] if t[T_PREV_FRAME] > 0 else 0
+    t[T_PREV_FRAME] = p[P_FRAME]
+    t[T_PREV_TS] = p[P_TS]
+    t[T_PREV_DIR] = p[P_DIR]
+    t[T_LAST_FRAME] = p[P_FRAME]
+    t[T_LAST_TS] = p[P_TS]
+
+
+@njit(cache=True, nogil=True)
+def _analyze_packet(p, o, D, T, G, ng, R, nr, gap_ns):
+    flow, direction = p[P_FLOW], p[P_DIR]
+    d, r, t = D[2 * flow + direction], D[2 * flow + 1 - direction], T[flow]
+    if not t[T_SEEN]:
+        _open_flow(t, p)
+    if d[D_SEEN] and _is_duplicate_capture(d, p):
+        o[O_EVENTS] = EV_DUP_CAPTURE
+        o[O_ORIG_FRAME] = d[D_LAST_FRAME]
+        return ng, nr
+    if not d[D_SEEN]:
+        _init_direction(d, r, p)
+    flags, seglen = p[P_FLAGS], p[P_LEN]
+    near = d[D_NEXT] if d[D_NEXT_SET] else 1
+    seq = _unwrap(p[P_SEQ], d[D_BASE], near)
+    ack = _unwrap(p[P_ACK], r[D_BASE], r[D_NEXT] if r[D_NEXT_SET] else 1)
+    win = _window_scale(d, r, p)
+    ev = (EV_SYN if flags & SYN else 0) | (EV_FIN if flags & FIN else 0)
+    ev |= (EV_RST if flags & RST else 0) | (EV_DATA if seglen > 0 else 0)
+    _handshake(t, p, ev)
+    ev, done = _classify_window_and_probes(d, r, p, seq, ack, seglen, win, ev)
+    if not done:
+        ev = _classify_retransmission(d, r, p, seq, seglen, ev, t[T_FIRST_RTT])
+    if ev & EV_RETRANS:
+        _original(d, seq, o)
+    if flags & RST:
+        _emit_rst(R, nr, d, t, p, seq, ack, r)
+        nr += 1
+    _advance_sequence(d, p, seq, seglen, ev)
+    ev = _record_ack(d, r, p, ack, ev)
+    ng, ev = _track_activity(t, p, ev, seq + seglen, G, ng, D, gap_ns)
+    _remember_last(d, p, ack, win, ev)
+    _count(d, p, ev)
+    _finish_flow_packet(t, p, ev)
+    o[O_EVENTS] = ev
+    o[O_REL_SEQ] = seq
+    o[O_REL_ACK] = ack if flags & ACK else 0
+    o[O_WIN] = win
+    return ng, nr
+
+
+@njit(cache=True, nogil=True)
+def _annotate_kernel(P, O, D, T, G, R, start, gap_ns):
+    """Analyse packets from `start`; stop early when G/R or the flow tables are full."""
+    ng, nr = 0, 0
+    for i in range(start, len(P)):
+        flow = P[i, P_FLOW]
+        if flow >= len(T) or ng >= len(G) or nr >= len(R):
+            return i, ng, nr
+        ng, nr = _analyze_packet(P[i], O[i], D, T, G, ng, R, nr, gap_ns)
+    return len(P), ng, nr
+
+
+@njit(cache=True, nogil=True)
+def _close_open_gaps(T, G, D, n_flows, capture_end, gap_ns):
+    """Gaps still open when the capture ended (the 'client hangs forever' case)."""
+    ng = 0
+    for flow in range(n_flows):
+        t = T[flow]
+        if t[T_SEEN] and capture_end - t[T_ACT_TS] > gap_ns:
+            _emit_gap(G, ng, D, t, flow, -1, capture_end, -1, 0, 0, 0, 0)
+            ng += 1
+    return ng

@@ -1,0 +1,208 @@
+"""Stage 4: TCP events -> derived tables: idle gaps, backoff chains, RSTs.
+
+Inputs are what the TCP-state stage produced: the notable packets (any packet with an
+event bit; the whole table works too), the gap and RST records the kernel emitted, the
+flows table and the final per-direction state. Everything here is per connection or
+per event (thousands of rows, not millions), so it is plain pandas.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from . import retries
+from . import tcpstate as ts
+
+SIDE = np.array(["client", "server"], dtype=object)
+# A chain whose next retransmission was due this long before the capture ended was
+# given up on (Linux RTO timers fire within milliseconds of their time).
+GIVE_UP_MARGIN_S = 0.25
+GIVE_UP_MARGIN_FRACTION = 0.002
+
+
+# ---------------------------------------------------------------- idle gaps
+def gaps_table(records: np.ndarray, state_D: np.ndarray, capture_end: float) -> pd.DataFrame:
+    """Every interval longer than the threshold with no packet but keepalives."""
+    g = records
+    end_frame = g[:, ts.G_END_FRAME]
+    at_end = end_frame < 0
+    gaps = pd.DataFrame({
+        "flow_id": g[:, ts.G_FLOW],
+        "start_frame": g[:, ts.G_START_FRAME],
+        "end_frame": pd.array(np.where(at_end, 0, end_frame), dtype="Int64"),
+        "start_ts": g[:, ts.G_START_TS] / 1e9,
+        "end_ts": g[:, ts.G_END_TS] / 1e9,
+    })
+    gaps.loc[at_end, "end_frame"] = pd.NA
+    gaps["duration_s"] = gaps["end_ts"] - gaps["start_ts"]
+    gaps["keepalives"] = g[:, ts.G_KA]
+    gaps["keepalive_acks"] = g[:, ts.G_KA_ACK]
+    gaps["keepalive_from"] = _side_bits(g[:, ts.G_KA_DIRS])
+    gaps["keepalive_interval_s"] = _keepalive_interval(g)
+    gaps["unacked_client_bytes"] = g[:, ts.G_UNACKED_C]
+    gaps["unacked_server_bytes"] = g[:, ts.G_UNACKED_S]
+    gaps["last_data_from"] = _side_or_none(g[:, ts.G_LAST_DATA_DIR])
+    gaps["ended_by"] = _ended_by(g, state_D)
+    gaps["end_from"] = _side_or_none(g[:, ts.G_END_DIR])
+    closed = g[:, ts.G_CLOSED]
+    gaps["fin_before"] = _side_bits(closed & 3)
+    gaps["rst_before"] = (closed >> 2) != 0
+    return gaps.sort_values(["flow_id", "start_ts"], ignore_index=True)
+
+
+def _keepalive_interval(g):
+    n = g[:, ts.G_KA]
+    span = (g[:, ts.G_KA_LAST] - g[:, ts.G_KA_FIRST]) / 1e9
+    per_dir = np.where(g[:, ts.G_KA_DIRS] == 3, 2, 1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(n > per_dir, span / (n / per_dir - 1), np.nan)
+
+
+def _ended_by(g, D):
+    flags, length = g[:, ts.G_END_FLAGS], g[:, ts.G_END_LEN]
+    end_dir = g[:, ts.G_END_DIR]
+    row = np.clip(2 * g[:, ts.G_FLOW] + np.maximum(end_dir, 0), 0, max(len(D) - 1, 0))
+    acked = D[row, ts.D_HIGHACK] >= g[:, ts.G_END_SEQ_END] if len(D) else np.zeros(len(g), bool)
+    out = np.full(len(g), "ack", dtype=object)
+    out[(length > 0) & acked] = "data_acked"
+    out[(length > 0) & ~acked] = "data_unacked"
+    out[(flags & ts.SYN) != 0] = "syn"
+    out[(flags & ts.FIN) != 0] = "fin"
+    out[(flags & ts.RST) != 0] = "rst"
+    out[g[:, ts.G_END_FRAME] < 0] = "capture_end"
+    return out
+
+
+def _side_bits(bits):
+    return np.array(["", "client", "server", "both"], dtype=object)[bits & 3]
+
+
+def _side_or_none(dirs):
+    return np.where(dirs < 0, None, SIDE[np.clip(dirs, 0, 1)])
+
+
+# ---------------------------------------------------------------- backoff chains
+def backoff_chains(notable: pd.DataFrame, flows: pd.DataFrame, capture_end: float) -> pd.DataFrame:
+    """Each segment retransmitted more than once by RTO backoff, with the model fit."""
+    retx = notable[notable["retransmission"] & notable["retrans_kind"].isin(["rto", "tail_probe"])]
+    rows = [
+        _chain(group, notable, flows, capture_end)
+        for _, group in retx.groupby(["flow_id", "dir", "rel_seq"], sort=True, observed=True)
+        if len(group) >= 2
+    ]
+    return pd.DataFrame(rows, columns=CHAIN_COLUMNS)
+
+
+CHAIN_COLUMNS = [
+    "flow_id", "sender", "rel_seq", "seq_raw", "syn", "original_frame", "original_ts", "frames",
+    "times_s", "intervals_s", "retransmissions", "first_rto_s", "growth", "capped",
+    "ended_by", "end_frame", "end_ts", "model", "retries2", "retries2_at_least",
+    "give_up_s", "give_up_ts", "model_error_s",
+]
+
+
+def _chain(group, notable, flows, capture_end):
+    first = group.iloc[0]
+    frames = group["frame"].tolist()
+    retx_ts = group["ts"].to_numpy()
+    orig_ts = first["orig_ts"] if first["orig_frame"] > 0 else np.nan
+    if np.isnan(orig_ts):  # the original was not seen: assume the first interval doubled
+        orig_ts = retx_ts[0] - (retx_ts[1] - retx_ts[0]) / 2
+    times = (retx_ts - orig_ts).tolist()
+    intervals = np.diff(np.concatenate([[orig_ts], retx_ts]))
+    ended_by, end_frame, end_ts = _chain_end(group, notable, capture_end)
+    fit = retries.fit_chain(times, bool(first["syn"]), ended_by == "gave_up")
+    return {
+        "flow_id": int(first["flow_id"]), "sender": SIDE[int(first["dir"])],
+        "rel_seq": int(first["rel_seq"]), "seq_raw": int(first["seq"]), "syn": bool(first["syn"]),
+        "original_frame": int(first["orig_frame"]) if first["orig_frame"] > 0 else None,
+        "original_ts": float(orig_ts), "frames": frames,
+        "times_s": [round(t, 6) for t in times],
+        "intervals_s": [round(float(x), 6) for x in intervals],
+        "retransmissions": len(frames), "first_rto_s": float(intervals[0]),
+        "growth": _growth(intervals), "capped": bool(intervals.max() >= retries.RTO_MAX * 0.95),
+        "ended_by": ended_by, "end_frame": end_frame, "end_ts": end_ts,
+        "model": fit.model, "retries2": fit.retries2, "retries2_at_least": fit.at_least,
+        "give_up_s": fit.give_up_s,
+        "give_up_ts": orig_ts + fit.give_up_s if fit.give_up_s is not None else None,
+        "model_error_s": fit.max_error_s,
+    }
+
+
+def _growth(intervals: np.ndarray) -> float:
+    """Median ratio of successive intervals below the 120 s cap (2.0 for RTO backoff)."""
+    usable = intervals[intervals < retries.RTO_MAX * 0.95]
+    if len(usable) < 2:
+        return float("nan")
+    ratios = usable[1:] / np.maximum(usable[:-1], 1e-9)
+    return float(np.median(ratios))
+
+
+def _chain_end(group, notable, capture_end):
+    """ACKed / RST / FIN / sender gave up / capture ended, after the last retransmission."""
+    last = group.iloc[-1]
+    after = notable[(notable["flow_id"] == last["flow_id"]) & (notable["ts"] > last["ts"])]
+    acks = after[(after["events"] & ts.EV_ACKS_RETRANS) != 0]
+    if len(acks):
+        return "acked", int(acks["frame"].iloc[0]), float(acks["ts"].iloc[0])
+    for kind, col in (("rst", "rst"), ("fin", "fin")):
+        hit = after[after[col]]
+        if len(hit):
+            return kind, int(hit["frame"].iloc[0]), float(hit["ts"].iloc[0])
+    intervals = np.diff(group["ts"].to_numpy())
+    next_due = last["ts"] + min(2 * intervals[-1], retries.RTO_MAX) if len(intervals) else last["ts"]
+    margin = GIVE_UP_MARGIN_S + GIVE_UP_MARGIN_FRACTION * (next_due - last["ts"])
+    if capture_end > next_due + margin:
+        return "gave_up", None, float(next_due)
+    return "capture_end", None, float(capture_end)
+
+
+# ---------------------------------------------------------------- RSTs
+def rst_table(records: np.ndarray, state_D: np.ndarray) -> pd.DataFrame:
+    """Every RST: who sent it, was it heeded, and does it look forged by a middlebox."""
+    r = records
+    flow, direction = r[:, ts.R_FLOW], r[:, ts.R_DIR]
+    rst_ts = r[:, ts.R_TS]
+    peer_last = state_D[2 * flow + 1 - direction, ts.D_LAST_TS] if len(r) else np.zeros(0)
+    rsts = pd.DataFrame({
+        "flow_id": flow, "frame": r[:, ts.R_FRAME], "ts": rst_ts / 1e9,
+        "sender": SIDE[direction] if len(r) else [],
+        "ttl": r[:, ts.R_TTL], "expected_ttl": r[:, ts.R_EXP_TTL],
+        "ip_id": r[:, ts.R_IPID], "previous_ip_id": r[:, ts.R_LAST_IPID],
+        "seq_offset": r[:, ts.R_SEQ_OFF], "has_ack": r[:, ts.R_HAS_ACK].astype(bool),
+        "trigger_frame": pd.array(np.where(r[:, ts.R_TRIGGER_FRAME] > 0, r[:, ts.R_TRIGGER_FRAME], 0), dtype="Int64"),
+        "trigger_delay_s": np.where(r[:, ts.R_TRIGGER_DT] >= 0, r[:, ts.R_TRIGGER_DT] / 1e9, np.nan),
+        "trigger_idle_s": np.where(r[:, ts.R_TRIGGER_IDLE] >= 0, r[:, ts.R_TRIGGER_IDLE] / 1e9, np.nan),
+        "rtt_s": np.where(r[:, ts.R_FIRST_RTT] > 0, r[:, ts.R_FIRST_RTT] / 1e9, np.nan),
+        "sender_packets_before": r[:, ts.R_SENDER_PKTS],
+        "peer_kept_sending": peer_last > rst_ts,
+    })
+    rsts.loc[rsts["trigger_frame"] == 0, "trigger_frame"] = pd.NA
+    rsts["ttl_mismatch"] = (rsts["expected_ttl"] >= 0) & (rsts["ttl"] != rsts["expected_ttl"])
+    rsts["ip_id_jump"] = _ip_id_jump(rsts)
+    rsts["faster_than_rtt"] = rsts["trigger_delay_s"] < 0.5 * rsts["rtt_s"]
+    rsts["forged_reasons"] = _forged_reasons(rsts)
+    rsts["forged"] = rsts["forged_reasons"].map(bool)
+    return rsts
+
+
+def _ip_id_jump(rsts):
+    """An IP ID far from the sender's own sequence (0 is common for RSTs: not counted)."""
+    known = (rsts["previous_ip_id"] > 0) & (rsts["ip_id"] > 0)
+    delta = (rsts["ip_id"] - rsts["previous_ip_id"]) % 65536
+    return known & (delta > 1024) & (delta < 65536 - 1024)
+
+
+def _forged_reasons(rsts):
+    reasons = []
+    for row in rsts.itertuples(index=False):
+        why = []
+        if row.ttl_mismatch:
+            why.append(f"TTL {row.ttl}, but the {row.sender}'s packets arrived with TTL {row.expected_ttl}")
+        if row.ip_id_jump:
+            why.append(f"IP ID {row.ip_id} does not follow the {row.sender}'s {row.previous_ip_id}")
+        if row.faster_than_rtt:
+            why.append(f"came {row.trigger_delay_s * 1000:.1f} ms after frame {row.trigger_frame}, "
+                       f"faster than the {row.rtt_s * 1000:.1f} ms round trip to the {row.sender}")
+        reasons.append(why)
+    return reasons

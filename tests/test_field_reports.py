@@ -1,0 +1,98 @@
+"""The four field reports (shared/docs/field-reports.md), crafted at their real time
+scale in sample_pcaps/crafted/, diagnosed through the real command line."""
+from __future__ import annotations
+
+import pytest
+
+from helpers import SAMPLES, diagnose_json
+
+CRAFTED = SAMPLES / "crafted"
+
+# capture -> {client port: expected verdict}; from sample_pcaps/crafted/README.md
+EXPECTED = {
+    "sse_proxy_cut_15s.pcap": {52101: "middlebox_cut", 52102: "healthy", 52104: "middlebox_cut"},
+    "nat_gateway_350s.pcap": {41822: "missing_keepalive", 41830: "app_slowness", 41846: "healthy"},
+    "nat_gateway_350s.server.pcap": {23415: "silent_middlebox_eviction", 23431: "app_slowness"},
+    "nat_gateway_350s_fixed.pcap": {41822: "app_slowness", 41830: "app_slowness"},
+    "redis_retries2_924s.pcap": {40112: "silent_middlebox_eviction", 40118: "healthy"},
+    "nlb_350s.pcap": {51514: "silent_middlebox_eviction", 51530: "app_slowness"},
+}
+
+
+def by_port(report: dict) -> dict[int, dict]:
+    return {int(f["client"].rsplit(":", 1)[1]): f for f in report["flows"]}
+
+
+def stall_of(report: dict, flow_id: int, capture: int | None = None) -> dict:
+    found = [s for s in report["stalls"] if s["flow_id"] == flow_id
+             and (capture is None or s.get("capture") == capture)]
+    assert found, f"no stall for flow {flow_id}"
+    return found[0]
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_every_flow_gets_its_expected_verdict(name):
+    report = diagnose_json(str(CRAFTED / name))
+    flows = by_port(report)
+    assert {p: flows[p]["verdict"] for p in EXPECTED[name]} == EXPECTED[name]
+    healthy = {f["flow_id"] for f in report["flows"] if f["verdict"] == "healthy"}
+    assert not [s for s in report["stalls"] if s["flow_id"] in healthy]
+
+
+def test_redis_set_matches_tcp_retries2_15_and_its_924_6_s_give_up():
+    report = diagnose_json(str(CRAFTED / "redis_retries2_924s.pcap"))
+    stall = stall_of(report, by_port(report)[40112]["flow_id"])
+    chain = stall["backoff"]
+    assert chain["retransmissions"] == 15
+    assert chain["model"] == "linux" and chain["retries2"] == 15 and not chain["retries2_at_least"]
+    assert chain["give_up_s"] == pytest.approx(924.6, abs=0.01)
+    assert chain["ended_by"] == "gave_up" and chain["capped"]
+    assert stall["idle_before_s"] == pytest.approx(1800, abs=1)
+    assert {"no_keepalive", "retries2_exhausted"} <= set(stall["factors"])
+    assert "tcp-keepalive" in stall["remedy"]          # Redis on 6379: the server-side knob
+    assert "TCP_USER_TIMEOUT" in stall["remedy"]
+
+
+def test_nlb_forged_rst_is_named_with_its_ttl_and_the_350_s_culprit():
+    report = diagnose_json(str(CRAFTED / "nlb_350s.pcap"))
+    stall = stall_of(report, by_port(report)[51514]["flow_id"])
+    assert "forged_rst" in stall["factors"]
+    assert any("TTL 64" in e and "TTL 52" in e for e in stall["evidence"])
+    assert "AWS Network Load Balancer" in [c["name"] for c in stall["culprits"]]
+    assert "TCP_KEEPIDLE" in stall["remedy"]
+
+
+def test_sse_cut_at_15_s_names_envoy_and_the_websocket_survives():
+    report = diagnose_json(str(CRAFTED / "sse_proxy_cut_15s.pcap"))
+    flows = by_port(report)
+    for port, kind in ((52101, "cut_by_fin"), (52104, "cut_by_rst")):
+        stall = stall_of(report, flows[port]["flow_id"])
+        assert kind in stall["factors"]
+        assert stall["duration_s"] == pytest.approx(15.05, abs=0.1)
+        assert any(c["timeout_s"] == 15 and "Envoy" in c["name"] for c in stall["culprits"])
+    assert flows[52102]["verdict"] == "healthy"
+
+
+def test_two_vantages_through_nat_are_matched_and_bracket_the_350_s_timeout():
+    report = diagnose_json(str(CRAFTED / "nat_gateway_350s.pcap"),
+                           str(CRAFTED / "nat_gateway_350s.server.pcap"))
+    assert len(report["captures"]) == 2
+    assert sorted(tuple(m["flows"]) for m in report["matches"]) == [(0, 0), (1, 1)]
+    assert all(m["nat"] for m in report["matches"])
+    client_side = stall_of(report, 0, capture=0)
+    assert client_side["class"] == "missing_keepalive"
+    assert "answer_black_holed" in client_side["factors"]
+    server_side = stall_of(report, 0, capture=1)
+    assert any("never reached the client" in e for e in server_side["evidence"])
+    bracket = report["eviction_threshold"]
+    assert bracket["low_s"] < 350 <= bracket["high_s"]
+    assert "AWS NAT gateway" in bracket["matches"]
+
+
+def test_fail_on_gives_exit_1_only_for_the_named_classes():
+    from helpers import run_cli
+    path = str(CRAFTED / "sse_proxy_cut_15s.pcap")
+    run_cli("diagnose", path, "--fail-on", "middlebox_cut", check_exit=1)
+    run_cli("diagnose", path, "--fail-on", "silent_middlebox_eviction", check_exit=0)
+    bad = run_cli("diagnose", path, "--fail-on", "nonsense", check_exit=2)
+    assert bad.stderr.count("\n") == 1 and "unknown class" in bad.stderr
