@@ -1011,6 +1011,8 @@ class Stats:
         self.ka_bytes = np.zeros(2, np.int64)
         self.noise = np.zeros(6, np.int64)
         self.rst_conns = np.zeros(n_conn, bool)
+        self.ep_seen = None
+        self.t_last = 0.0
 
     def add(self, plan, rw, nz):
         conn = plan.ep["conn"][rw["ep"]]
@@ -1020,6 +1022,11 @@ class Stats:
         self.ka_bytes += np.bincount(rw["plen"][ka], minlength=2)[:2]
         self.noise += np.bincount(nz["kind"], minlength=6)
         self.rst_conns[conn[rw["tag"] == T_RST]] = True
+        if self.ep_seen is None:
+            self.ep_seen = np.zeros(len(plan.ep["type"]), bool)
+        self.ep_seen[rw["ep"]] = True
+        if len(rw["t"]):
+            self.t_last = max(self.t_last, float(rw["t"][-1]))
 
     def report(self, plan, written, nbytes, secs):
         c, s, tg = plan.conn, self.seen, self.tags
@@ -1037,6 +1044,16 @@ class Stats:
             f"closes         {tg[T_RST]:,} RSTs in {self.rst_conns.sum():,} connections, {tg[T_FIN]:,} FINs",
             f"noise          {self.noise[:2].sum():,} DNS, {self.noise[2:4].sum():,} ICMP, {self.noise[4:].sum():,} ARP",
         ]
+        ep, seen = plan.ep, self.ep_seen if self.ep_seen is not None else np.zeros(0, bool)
+        if len(seen):
+            kinds = np.bincount(ep["type"][seen], minlength=OPEN + 1)
+            idle = (seen & (ep["type"] == EX) & (ep["g"] >= 30) & (ep["start"] >= 0)).sum()
+            lines.insert(2, f"episodes       {idle:,} idle periods >= 30 s, {kinds[KA]:,} keepalive periods, "
+                            f"{kinds[FAST_UP] + kinds[FAST_DOWN]:,} fast-retransmit losses, {kinds[RTO]:,} RTO chains, "
+                            f"{kinds[ZW]:,} zero-window stalls")
+            lines.append(f"stall endings  {kinds[EVICT]:,} middlebox evictions (idle, then RST), {kinds[KA_DEAD]:,} dead peers "
+                         f"(unanswered keepalives, RST), {kinds[RTO_DEAD]:,} black holes (RTO to give-up)")
+            lines.append(f"time span      {self.t_last:,.0f} s")
         return "\n".join(lines)
 
 

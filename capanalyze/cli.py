@@ -6,6 +6,7 @@ Errors the user can fix (unreadable capture ...) are CaptureError: printed as on
 from __future__ import annotations
 
 import functools
+import os
 import json
 import sys
 from enum import Enum
@@ -14,7 +15,7 @@ import typer
 
 from .errors import CaptureError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Explain stalled TCP connections from a packet capture.")
 
 
@@ -32,6 +33,14 @@ def user_errors(command):
         except CaptureError as exc:
             print(f"capanalyze: error: {exc}", file=sys.stderr)
             raise typer.Exit(2) from None
+        except (typer.Exit, typer.Abort, KeyboardInterrupt):
+            raise
+        except Exception as exc:  # a bug of ours: one line, the traceback on request
+            if os.environ.get("CAPANALYZE_DEBUG"):
+                raise
+            print(f"capanalyze: internal error: {type(exc).__name__}: {exc} "
+                  "(set CAPANALYZE_DEBUG=1 for the traceback, and please report it)", file=sys.stderr)
+            raise typer.Exit(3) from None
     return wrapper
 
 

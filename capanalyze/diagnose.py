@@ -61,6 +61,10 @@ class Tables:
     rsts: pd.DataFrame
     notable: pd.DataFrame
     capture_end: float
+    zero_windows: pd.DataFrame
+
+    def __post_init__(self):
+        self.gap_index = GapIndex(self.gaps)
 
 
 def diagnose(t: Tables, opts: Options) -> tuple[pd.DataFrame, dict | None]:
@@ -82,21 +86,30 @@ def diagnose(t: Tables, opts: Options) -> tuple[pd.DataFrame, dict | None]:
 
 
 # ------------------------------------------------------------ eviction
-def _gap_before(gaps: pd.DataFrame, flow_id: int, ts: float, frame: int | None):
-    """The idle gap that ended at this packet (or right before it)."""
-    g = gaps[(gaps["flow_id"] == flow_id) & (gaps["end_ts"] <= ts + 1e-6)]
-    if frame is not None:
-        exact = g[g["end_frame"] == frame]
-        if len(exact):
-            return exact.iloc[-1]
-    g = g[g["end_ts"] >= ts - 1.0]
-    return g.iloc[-1] if len(g) else None
+class GapIndex:
+    """Find the idle gap that ended at a packet, without a pandas query per lookup."""
+
+    def __init__(self, gaps: pd.DataFrame):
+        self.rows = list(gaps.itertuples(index=False))
+        self.flow = gaps["flow_id"].to_numpy()
+        self.end_ts = gaps["end_ts"].to_numpy()
+        self.end_frame = gaps["end_frame"].fillna(0).to_numpy(dtype=np.int64)
+
+    def before(self, flow_id: int, ts: float, frame: int | None):
+        lo, hi = np.searchsorted(self.flow, [flow_id, flow_id + 1])
+        ends = self.end_ts[lo:hi]
+        if frame is not None:
+            exact = np.flatnonzero(self.end_frame[lo:hi] == frame)
+            if len(exact):
+                return self.rows[lo + exact[-1]]
+        near = np.flatnonzero((ends <= ts + 1e-6) & (ends >= ts - 1.0))
+        return self.rows[lo + near[-1]] if len(near) else None
 
 
 def _evictions_by_backoff(t: Tables, opts: Options) -> list[Stall]:
     out = []
     for chain in t.backoffs[t.backoffs["ended_by"] != "acked"].itertuples(index=False):
-        gap = _gap_before(t.gaps, chain.flow_id, chain.original_ts, chain.original_frame)
+        gap = t.gap_index.before(chain.flow_id, chain.original_ts, _int(chain.original_frame))
         idle = gap.duration_s if gap is not None else 0.0
         if idle < EVICTION_MIN_IDLE_S or chain.syn:
             continue
@@ -117,7 +130,7 @@ def _evictions_by_rst(t: Tables, opts: Options) -> list[Stall]:
         if not (rst.trigger_idle_s >= EVICTION_MIN_IDLE_S):
             continue
         trigger = int(rst.trigger_frame)
-        gap = _gap_before(t.gaps, rst.flow_id, rst.ts - rst.trigger_delay_s, trigger)
+        gap = t.gap_index.before(rst.flow_id, rst.ts - rst.trigger_delay_s, trigger)
         idle = gap.duration_s if gap is not None else rst.trigger_idle_s
         start = gap.start_ts if gap is not None else rst.ts - idle
         s = Stall(rst.flow_id, "silent_middlebox_eviction", start, rst.ts, idle,
@@ -137,7 +150,7 @@ def _evictions_by_rst(t: Tables, opts: Options) -> list[Stall]:
 def _unreachable(t: Tables, opts: Options) -> list[Stall]:
     out = []
     for chain in t.backoffs[t.backoffs["ended_by"] != "acked"].itertuples(index=False):
-        gap = _gap_before(t.gaps, chain.flow_id, chain.original_ts, chain.original_frame)
+        gap = t.gap_index.before(chain.flow_id, chain.original_ts, _int(chain.original_frame))
         idle = gap.duration_s if gap is not None else 0.0
         if idle >= EVICTION_MIN_IDLE_S and not chain.syn:
             continue
@@ -182,7 +195,7 @@ def _plain(v):
 
 def _chain_frames(chain, gap) -> list[int]:
     start = [int(gap.start_frame)] if gap is not None else []
-    orig = [int(chain.original_frame)] if chain.original_frame else []
+    orig = [] if pd.isna(chain.original_frame) else [int(chain.original_frame)]
     return start + orig + list(chain.frames)
 
 
@@ -252,36 +265,43 @@ def _int(v):
 # ------------------------------------------------------------ zero window
 def zero_window_episodes(notable: pd.DataFrame, capture_end: float) -> pd.DataFrame:
     """Runs of zero-window advertisements per direction, until the window reopens."""
-    rows = []
-    for (flow_id, direction), pk in notable.groupby(["flow_id", "dir"], sort=True):
-        zero = pk["zero_window"].to_numpy()
-        start = None
-        for i in range(len(pk)):
-            if zero[i] and start is None:
-                start = i
-            elif start is not None and not zero[i] and pk["win"].iloc[i] > 0:
-                rows.append(_episode(pk, flow_id, direction, start, i))
-                start = None
-        if start is not None:
-            rows.append(_episode(pk, flow_id, direction, start, None, capture_end))
-    return pd.DataFrame(rows, columns=["flow_id", "side", "start_frame", "start_ts",
-                                       "end_frame", "end_ts", "duration_s", "reopened"])
+    zero = notable["zero_window"].to_numpy()
+    reopen = ~zero & (notable["win"].to_numpy() > 0)
+    rows = notable[zero | reopen]
+    order = np.lexsort((rows["frame"].to_numpy(), rows["dir"].to_numpy(), rows["flow_id"].to_numpy()))
+    rows = rows.iloc[order]
+    key = rows["flow_id"].to_numpy() * 2 + rows["dir"].to_numpy()
+    z = rows["zero_window"].to_numpy()
+    same_key_before = np.r_[False, key[1:] == key[:-1]]
+    z_before = np.r_[False, z[:-1]]
+    starts = np.flatnonzero(z & ~(same_key_before & z_before))
+    ends = np.flatnonzero(~z & same_key_before & z_before)      # first reopen after a run
+    end_at = {}
+    for e in ends:
+        end_at[key[e]] = end_at.get(key[e], []) + [e]
+    out = []
+    for i in starts:
+        later = [e for e in end_at.get(key[i], []) if e > i]
+        out.append(_episode(rows, i, later[0] if later else None, capture_end))
+    return pd.DataFrame(out, columns=["flow_id", "side", "start_frame", "start_ts",
+                                      "end_frame", "end_ts", "duration_s", "reopened"])
 
 
-def _episode(pk, flow_id, direction, start, end, capture_end=None):
-    start_ts = float(pk["ts"].iloc[start])
-    end_ts = float(pk["ts"].iloc[end]) if end is not None else capture_end
-    return {"flow_id": int(flow_id), "side": ["client", "server"][int(direction)],
-            "start_frame": int(pk["frame"].iloc[start]), "start_ts": start_ts,
-            "end_frame": int(pk["frame"].iloc[end]) if end is not None else None,
+def _episode(rows, start, end, capture_end):
+    start_ts = float(rows["ts"].iloc[start])
+    end_ts = float(rows["ts"].iloc[end]) if end is not None else capture_end
+    return {"flow_id": int(rows["flow_id"].iloc[start]),
+            "side": ["client", "server"][int(rows["dir"].iloc[start])],
+            "start_frame": int(rows["frame"].iloc[start]), "start_ts": start_ts,
+            "end_frame": int(rows["frame"].iloc[end]) if end is not None else None,
             "end_ts": end_ts, "duration_s": end_ts - start_ts, "reopened": end is not None}
 
 
 def _zero_windows(t: Tables, opts: Options) -> list[Stall]:
     out = []
-    episodes = zero_window_episodes(t.notable, t.capture_end)
+    episodes = t.zero_windows
     for ep in episodes[episodes["duration_s"] >= opts.min_stall].itertuples(index=False):
-        frames = [ep.start_frame] + ([ep.end_frame] if ep.end_frame else [])
+        frames = [ep.start_frame] + ([] if pd.isna(ep.end_frame) else [int(ep.end_frame)])
         s = Stall(ep.flow_id, "app_slowness", ep.start_ts, ep.end_ts, None, frames,
                   evidence.zero_window(t.flows.loc[ep.flow_id], ep, t.notable),
                   ["zero_window"], confidence=0.85, waiting="server" if ep.side == "client" else "client")
@@ -295,15 +315,9 @@ def _zero_windows(t: Tables, opts: Options) -> list[Stall]:
 # ------------------------------------------------------------ proxy cuts
 def _cuts(t: Tables, opts: Options) -> list[Stall]:
     out = []
-    closes = t.notable[t.notable["fin"] | t.notable["rst"]]
-    first_close = closes.groupby("flow_id", sort=False).head(1)
-    for pk in first_close.itertuples(index=False):
+    for pk in _cut_candidates(t, opts).itertuples(index=False):
         flow = t.flows.loc[pk.flow_id]
         age = pk.ts - flow.start_ts
-        if pk.dir != 1 or flow.max_idle_s > STEADY_MAX_GAP_S or flow.packets_s2c < 5:
-            continue
-        if age < opts.min_stall:
-            continue
         fits = catalog.fitting_cut(age)
         round_age = abs(age - round(age / 5) * 5) <= ROUND_AGE_TOL_S
         if not fits and not round_age:
@@ -317,6 +331,17 @@ def _cuts(t: Tables, opts: Options) -> list[Stall]:
         s.remedy = remedy.proxy_cut(round(age), [m.name for m in fits])
         out.append(s)
     return out
+
+
+def _cut_candidates(t: Tables, opts: Options) -> pd.DataFrame:
+    """First FIN/RST of each connection, sent by the server side into steady traffic."""
+    closes = t.notable[t.notable["fin"] | t.notable["rst"]]
+    first = closes.groupby("flow_id", sort=False).head(1)
+    flows = t.flows.loc[first["flow_id"].to_numpy()]
+    age = first["ts"].to_numpy() - flows["start_ts"].to_numpy()
+    keep = ((first["dir"].to_numpy() == 1) & (flows["max_idle_s"].to_numpy() <= STEADY_MAX_GAP_S)
+            & (flows["packets_s2c"].to_numpy() >= 5) & (age >= opts.min_stall))
+    return first[keep]
 
 
 # ------------------------------------------------------------ culprits and bracket
@@ -371,7 +396,7 @@ def _stall_frame(flows: pd.DataFrame, stalls: list[Stall]) -> pd.DataFrame:
             "flow_id": s.flow_id, "client": flow.client, "server": flow.server,
             "class": s.cls, "factors": s.factors, "confidence": round(min(s.confidence, 0.97), 2),
             "start_ts": s.start_ts, "end_ts": s.end_ts, "duration_s": s.end_ts - s.start_ts,
-            "idle_before_s": s.idle_before_s, "frames": sorted(set(int(f) for f in s.frames)),
+            "idle_before_s": s.idle_before_s, "frames": sorted({int(f) for f in s.frames if not pd.isna(f)}),
             "evidence": s.evidence, "backoff": s.backoff, "culprits": s.culprits,
             "remedy": s.remedy, "waiting": s.waiting,
             "wireshark_filter": evidence.wireshark_filter(flow),

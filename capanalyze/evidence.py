@@ -5,6 +5,8 @@ from datetime import datetime, timezone
 
 import pandas as pd
 
+import pandas as pd
+
 
 def clock(ts: float) -> str:
     """UTC wall-clock time with milliseconds, as in the capture."""
@@ -57,7 +59,7 @@ def _give_up_sentence(chain) -> str:
 
 def eviction_by_backoff(flow, gap, chain) -> list[str]:
     sender = chain.sender
-    first = chain.original_frame or chain.frames[0]
+    first = chain.frames[0] if pd.isna(chain.original_frame) else int(chain.original_frame)
     return [
         _idle_sentence(gap),
         f"frame {first} ({clock(chain.original_ts)}): the {sender} sends after the idle; "
@@ -82,7 +84,7 @@ def eviction_by_rst(flow, gap, rst) -> list[str]:
 
 def unreachable(flow, chain) -> list[str]:
     what = "SYN" if chain.syn else "segment"
-    first = chain.original_frame or chain.frames[0]
+    first = chain.frames[0] if pd.isna(chain.original_frame) else int(chain.original_frame)
     return [f"frame {first} ({clock(chain.original_ts)}): the {chain.sender} sends a {what} "
             "in the middle of the conversation (no idle period before it)",
             *_backoff_sentences(chain),

@@ -79,10 +79,10 @@ def _derive(info, flows, state, notable, packets, capture_end, settings) -> Anal
     gaps = timeline.gaps_table(state.gap_records(), state.D, capture_end)
     backoffs = timeline.backoff_chains(notable, flows, capture_end)
     rsts = timeline.rst_table(state.rst_records(), state.D)
-    tables = dg.Tables(flows, gaps, backoffs, rsts, notable, capture_end)
+    zero_windows = dg.zero_window_episodes(notable, capture_end)
+    tables = dg.Tables(flows, gaps, backoffs, rsts, notable, capture_end, zero_windows)
     stalls, bracket = dg.diagnose(tables, settings.options())
     flows["verdict"] = dg.verdicts(flows, stalls)
-    zero_windows = dg.zero_window_episodes(notable, capture_end)
     return Analysis(info, flows, gaps, backoffs, rsts, zero_windows, stalls, bracket,
                     notable, packets, settings)
 

@@ -43,12 +43,13 @@ def fail_fast(give_up_s: float | None) -> str:
 
 
 def slow_app(side: str, wait_s: float) -> str:
-    proxies = catalog.below_wait(wait_s)
+    proxies = sorted(catalog.below_wait(wait_s), key=lambda m: m.timeout_s)
     text = (f"The {side} application took {wait_s:.1f} s; profile it, or make the wait "
             "asynchronous (job + polling / streaming progress).")
     if proxies:
-        names = ", ".join(f"{m.name} ({m.timeout_s:g} s)" for m in proxies[:3])
-        text += f" A proxy on the path would give up first: {names}."
+        names = " / ".join(m.name for m in proxies if m.timeout_s == proxies[0].timeout_s)
+        text += (f" Behind a proxy with a {proxies[0].timeout_s:g} s read timeout "
+                 f"({names}) this wait would end in a 504.")
     return text
 
 

@@ -75,8 +75,8 @@ N_O = 6
  D_DUPACKS, D_LAST_TS, D_LAST_FRAME, D_LAST_IPID, D_LAST_TTL, D_LAST_SEQ, D_LAST_ACK,
  D_LAST_LEN, D_LAST_FLAGS, D_LAST_TSVAL, D_FIN_SET, D_FIN_SEQ, D_HIGHACK, D_RETX_END,
  D_PKTS, D_BYTES, D_N_KA, D_N_RETX, D_N_ZW, D_N_RST, D_N_DUPACK, D_N_ZWP,
- D_RING_POS) = range(38)
-D_RING = 38            # 4 recent new segments: (rel seq, frame, ts) each
+ D_RING_POS, D_SYN_SEEN) = range(39)
+D_RING = 39            # 4 recent new segments: (rel seq, frame, ts) each
 RING = 4
 N_D = D_RING + 3 * RING
 
@@ -156,6 +156,19 @@ def _init_direction(d, r, p):
         r[D_BASE] = (p[P_ACK] - 1) & MASK32
         r[D_WS_OFFER] = -1
         r[D_WSCALE] = -1
+
+
+@njit(cache=True, nogil=True)
+def _rebase_on_syn(d, r, p):
+    """A direction's SYN after other packets of it (the RST refusing a first SYN, then
+    the SYN-ACK of a retry on the same 4-tuple): sequence space starts again at the ISN,
+    so the retry's data is not taken for retransmissions of the RST's sequence space."""
+    d[D_BASE] = p[P_SEQ]
+    for k in (D_NEXT_SET, D_NEXT, D_MAXSEQ, D_HIGHACK, D_RETX_END, D_FIN_SET, D_RING_POS):
+        d[k] = 0
+    d[D_RING:] = 0
+    r[D_LASTACK_SET] = 0
+    r[D_DUPACKS] = 0
 
 
 @njit(cache=True, nogil=True)
@@ -322,6 +335,7 @@ def _handshake(t, p, ev):
         t[T_SYN_TS] = p[P_TS]
     elif flags & SYN:
         t[T_HANDSHAKE] |= HS_SYNACK
+        t[T_RST_FROM] = 0  # accepted: a RST that refused an earlier try is history
     elif flags & ACK and t[T_HANDSHAKE] == HS_SYN | HS_SYNACK and p[P_DIR] == 0:
         t[T_HANDSHAKE] |= HS_ACK
         if t[T_FIRST_RTT] == 0:
@@ -457,6 +471,10 @@ def _analyze_packet(p, o, D, T, G, ng, R, nr, gap_ns):
         return ng, nr
     if not d[D_SEEN]:
         _init_direction(d, r, p)
+    elif p[P_FLAGS] & SYN and not d[D_SYN_SEEN]:
+        _rebase_on_syn(d, r, p)
+    if p[P_FLAGS] & SYN:
+        d[D_SYN_SEEN] = 1
     flags, seglen = p[P_FLAGS], p[P_LEN]
     near = d[D_NEXT] if d[D_NEXT_SET] else 1
     seq = _unwrap(p[P_SEQ], d[D_BASE], near)
@@ -473,9 +491,10 @@ def _analyze_packet(p, o, D, T, G, ng, R, nr, gap_ns):
     if flags & RST:
         _emit_rst(R, nr, d, t, p, seq, ack, r)
         nr += 1
+    # before this packet moves any state: a gap's unacked bytes are those at its start
+    ng, ev = _track_activity(t, p, ev, seq + seglen, G, ng, D, gap_ns)
     _advance_sequence(d, p, seq, seglen, ev)
     ev = _record_ack(d, r, p, ack, ev)
-    ng, ev = _track_activity(t, p, ev, seq + seglen, G, ng, D, gap_ns)
     _remember_last(d, p, ack, win, ev)
     _count(d, p, ev)
     _finish_flow_packet(t, p, ev)

@@ -85,10 +85,12 @@ def _side_or_none(dirs):
 def backoff_chains(notable: pd.DataFrame, flows: pd.DataFrame, capture_end: float) -> pd.DataFrame:
     """Each segment retransmitted more than once by RTO backoff, with the model fit."""
     retx = notable[notable["retransmission"] & notable["retrans_kind"].isin(["rto", "tail_probe"])]
+    sizes = retx.groupby(["flow_id", "dir", "rel_seq"], observed=True)["frame"].transform("size")
+    retx = retx[sizes >= 2]
+    by_flow = dict(iter(notable[notable["flow_id"].isin(retx["flow_id"].unique())].groupby("flow_id")))
     rows = [
-        _chain(group, notable, flows, capture_end)
-        for _, group in retx.groupby(["flow_id", "dir", "rel_seq"], sort=True, observed=True)
-        if len(group) >= 2
+        _chain(group, by_flow[key[0]], flows, capture_end)
+        for key, group in retx.groupby(["flow_id", "dir", "rel_seq"], sort=True, observed=True)
     ]
     return pd.DataFrame(rows, columns=CHAIN_COLUMNS)
 
@@ -141,7 +143,7 @@ def _growth(intervals: np.ndarray) -> float:
 def _chain_end(group, notable, capture_end):
     """ACKed / RST / FIN / sender gave up / capture ended, after the last retransmission."""
     last = group.iloc[-1]
-    after = notable[(notable["flow_id"] == last["flow_id"]) & (notable["ts"] > last["ts"])]
+    after = notable[notable["ts"] > last["ts"]]
     acks = after[(after["events"] & ts.EV_ACKS_RETRANS) != 0]
     if len(acks):
         return "acked", int(acks["frame"].iloc[0]), float(acks["ts"].iloc[0])

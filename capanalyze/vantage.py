@@ -91,7 +91,7 @@ def _cross_evidence(here, there, f_here, f_there):
         if notes:
             here.stalls.at[idx, "evidence"] = list(stall["evidence"]) + notes
             here.stalls.at[idx, "factors"] = list(stall["factors"]) + factors
-            here.stalls.at[idx, "confidence"] = min(0.97, stall["confidence"] + 0.1)
+            here.stalls.at[idx, "confidence"] = round(min(0.97, stall["confidence"] + 0.1), 2)
 
 
 def _vanished(backoff: dict, there, f_there) -> list[str]:

@@ -74,11 +74,11 @@ def plain(text) -> str:
 
 
 def seconds(s: float) -> str:
-    """Short duration for a chart label: '1800 s (30 min)'."""
+    """Short duration for a chart label: '1800.0 s (30 min)'."""
     if s >= 120:
         minutes = s / 60
-        return f"{s:.0f} s ({minutes:.0f} min)" if abs(minutes - round(minutes)) < 0.05 \
-            else f"{s:.1f} s ({duration(s).split('(')[1]}"
+        whole = abs(minutes - round(minutes)) < 0.05
+        return f"{s:.1f} s ({minutes:.0f} min)" if whole else f"{s:.1f} s ({minutes:.1f} min)"
     return duration(s)
 
 

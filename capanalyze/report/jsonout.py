@@ -29,6 +29,8 @@ def build(analyses: list, matches: list[dict] | None = None) -> dict:
         report["stalls"] += _rows(a.stalls, STALL_FIELDS, index, len(analyses))
         if a.bracket and report["eviction_threshold"] is None:
             report["eviction_threshold"] = {k: a.bracket[k] for k in ("low_s", "high_s", "matches", "text")}
+            if len(analyses) > 1:
+                report["eviction_threshold"]["capture"] = index
     if matches is not None:
         report["matches"] = matches
     return clean(report)

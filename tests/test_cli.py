@@ -1,0 +1,90 @@
+"""The command line as a user runs it: formats, stdin, gzip, exports, errors."""
+from __future__ import annotations
+
+import gzip
+import json
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from helpers import ROOT, SAMPLES, run_cli
+
+REDIS = SAMPLES / "crafted" / "redis_retries2_924s.pcap"
+
+
+def test_diagnose_without_argument_uses_the_bundled_demo_and_says_so():
+    proc = run_cli("diagnose", "--format", "json")
+    assert "bundled demo" in proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["captures"][0]["path"].endswith("demo.pcap")
+    assert {f["verdict"] for f in report["flows"]} >= {"silent_middlebox_eviction"}
+    demo = ROOT / "capanalyze" / "data" / "demo.pcap"
+    assert demo.read_bytes() == (SAMPLES / "crafted" / "nlb_350s.pcap").read_bytes()
+
+
+def test_stdin_and_gzip_give_the_same_report_as_the_file(tmp_path):
+    direct = json.loads(run_cli("diagnose", str(REDIS), "-f", "json").stdout)
+    gz = tmp_path / "redis.pcap.gz"
+    gz.write_bytes(gzip.compress(REDIS.read_bytes()))
+    zipped = json.loads(run_cli("diagnose", str(gz), "-f", "json").stdout)
+    piped = subprocess.run([sys.executable, "-m", "capanalyze", "diagnose", "-", "-f", "json"],
+                           input=REDIS.read_bytes(), capture_output=True, cwd=ROOT, timeout=300)
+    assert piped.returncode == 0, piped.stderr
+    from_stdin = json.loads(piped.stdout)
+    for other in (zipped, from_stdin):
+        assert other["stalls"] == direct["stalls"]
+        assert other["flows"] == direct["flows"]
+    assert "gzip" in zipped["captures"][0]["format"]
+
+
+def test_markdown_report_names_frames_filter_and_fix():
+    md = run_cli("diagnose", str(REDIS), "-f", "md").stdout
+    assert "silent_middlebox_eviction" in md
+    assert "tcp.port==6379" in md and "frames 15, 16, 17" in md
+    assert "TCP_KEEPIDLE" in md and "924.6 s" in md
+
+
+def test_text_report_writes_to_the_named_file_only(tmp_path):
+    out = tmp_path / "report.txt"
+    proc = run_cli("diagnose", str(REDIS), "-o", str(out))
+    assert proc.stdout == ""
+    text = out.read_text()
+    assert "silent_middlebox_eviction" in text and "frame 16" in text
+
+
+def test_flows_csv_and_json_agree(tmp_path):
+    csv = run_cli("flows", str(REDIS), "-f", "csv").stdout
+    table = pd.read_csv(pd.io.common.StringIO(csv))
+    rows = json.loads(run_cli("flows", str(REDIS), "-f", "json").stdout)
+    assert len(table) == len(rows) == 2
+    assert list(table["client"]) == [r["client"] for r in rows]
+    assert table.loc[0, "retransmissions"] == 15 and table.loc[0, "max_idle_s"] > 1799
+
+
+def test_packets_export_filters_one_flow_to_parquet(tmp_path):
+    out = tmp_path / "p.parquet"
+    run_cli("packets", str(REDIS), "--flow", "0", "-f", "parquet", "-o", str(out))
+    table = pd.read_parquet(out)
+    assert set(table["flow_id"]) == {0}
+    assert table["retransmission"].sum() == 15
+    assert table["frame"].min() >= 1
+    for col in ("keepalive", "zero_window_probe", "duplicate_capture", "retrans_kind", "rel_seq"):
+        assert col in table.columns
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"", "empty"),
+    (b"hello, this is not a capture at all\n" * 4, "not a pcap or pcapng file"),
+])
+def test_unreadable_input_is_one_line_and_exit_2(tmp_path, content, message):
+    bad = tmp_path / "bad.pcap"
+    bad.write_bytes(content)
+    proc = run_cli("diagnose", str(bad), check_exit=2)
+    assert proc.stderr.count("\n") == 1 and message in proc.stderr
+
+
+def test_missing_file_is_one_line_and_exit_2(tmp_path):
+    proc = run_cli("diagnose", str(tmp_path / "nope.pcap"), check_exit=2)
+    assert proc.stderr.count("\n") == 1
