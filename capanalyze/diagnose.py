@@ -27,7 +27,7 @@ SEVERITY = ["silent_middlebox_eviction", "missing_keepalive", "middlebox_cut",
             "peer_unreachable", "app_slowness"]
 EVICTION_MIN_IDLE_S = 15.0   # shorter quiet spells before a black hole are "unreachable"
 STEADY_MAX_GAP_S = 5.0       # heartbeat cadence that counts as steady traffic
-ROUND_AGE_TOL_S = 0.1
+ROUND_AGE_TOL_S = 0.05     # timers firing at whole seconds land within this (+ RTTs)
 
 
 @dataclass
@@ -319,14 +319,17 @@ def _cuts(t: Tables, opts: Options) -> list[Stall]:
         flow = t.flows.loc[pk.flow_id]
         age = pk.ts - flow.start_ts
         fits = catalog.fitting_cut(age)
-        round_age = abs(age - round(age / 5) * 5) <= ROUND_AGE_TOL_S
+        tol = max(ROUND_AGE_TOL_S, 2 * flow.first_rtt_s)
+        round_age = round(age) >= 5 and abs(age - round(age)) <= tol
         if not fits and not round_age:
             continue
         kind = "rst" if pk.rst else "fin"
+        side = "server" if pk.dir == 1 else "client"
         s = Stall(int(pk.flow_id), "middlebox_cut", flow.start_ts, pk.ts, None,
                   [int(flow.first_frame), int(pk.frame)],
-                  evidence.cut(flow, pk, age, kind), ["steady_traffic", f"cut_by_{kind}"],
-                  confidence=0.85 if fits else 0.6, waiting="client")
+                  evidence.cut(flow, pk, age, kind, side), ["steady_traffic", f"cut_by_{kind}"],
+                  confidence=(0.85 if fits else 0.6) - (0.1 if side == "client" else 0.0),
+                  waiting="client" if side == "server" else "server")
         s.culprits = [{"name": m.name, "timeout_s": m.timeout_s} for m in fits]
         s.remedy = remedy.proxy_cut(round(age), [m.name for m in fits])
         out.append(s)
@@ -339,8 +342,9 @@ def _cut_candidates(t: Tables, opts: Options) -> pd.DataFrame:
     first = closes.groupby("flow_id", sort=False).head(1)
     flows = t.flows.loc[first["flow_id"].to_numpy()]
     age = first["ts"].to_numpy() - flows["start_ts"].to_numpy()
-    keep = ((first["dir"].to_numpy() == 1) & (flows["max_idle_s"].to_numpy() <= STEADY_MAX_GAP_S)
-            & (flows["packets_s2c"].to_numpy() >= 5) & (age >= opts.min_stall))
+    streamed = flows["packets_s2c"].to_numpy()   # whichever side closed, the server streamed
+    keep = ((flows["max_idle_s"].to_numpy() <= STEADY_MAX_GAP_S) & (streamed >= 5)
+            & (age >= opts.min_stall))
     return first[keep]
 
 

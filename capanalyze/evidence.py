@@ -34,14 +34,18 @@ def _idle_sentence(gap) -> str:
 
 
 def _backoff_sentences(chain) -> list[str]:
-    times = ", ".join(f"+{t:g}" for t in chain.times_s[:8])
-    more = f", ... (+{chain.times_s[-1]:g})" if len(chain.times_s) > 8 else ""
+    times = ", ".join(f"+{_secs(t)}" for t in chain.times_s[:8])
+    more = f", ... (+{_secs(chain.times_s[-1])})" if len(chain.times_s) > 8 else ""
     out = [f"frames {chain.frames[0]}-{chain.frames[-1]}: {chain.retransmissions} retransmissions "
            f"at {times}{more} s after the original, intervals doubling "
            f"(growth x{chain.growth:.2f}) from {chain.first_rto_s * 1000:.0f} ms"
            + (", capped at 120 s" if chain.capped else "")]
     out.append(_give_up_sentence(chain))
     return out
+
+
+def _secs(t: float) -> str:
+    return f"{t:.3f}".rstrip("0").rstrip(".")
 
 
 def _give_up_sentence(chain) -> str:
@@ -126,11 +130,11 @@ def zero_window(flow, ep, notable) -> list[str]:
     return out
 
 
-def cut(flow, pk, age, kind) -> list[str]:
+def cut(flow, pk, age, kind, side) -> list[str]:
     return [f"frame {flow.first_frame} ({clock(flow.start_ts)}): the connection starts",
             f"traffic was steady: never more than {flow.max_idle_s:.1f} s without a packet, "
             f"{flow.packets_s2c} packets from the server side",
-            f"frame {pk.frame} ({clock(pk.ts)}): {kind.upper()} from the server side at "
+            f"frame {pk.frame} ({clock(pk.ts)}): {kind.upper()} from the {side} side at "
             f"{age:.2f} s of age, although the link was not idle",
             "a fixed age, not an idle time: something that terminates TCP (a proxy or load "
             "balancer) enforces a timeout on the connection or request"]
