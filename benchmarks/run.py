@@ -155,7 +155,12 @@ class Capanalyze:
             return "n/a"
         out = subprocess.run(self.cmd + ["--version"], capture_output=True, env=self.env, cwd=REPO)
         text = (out.stdout or out.stderr).decode(errors="replace").strip()
-        return text.splitlines()[0] if out.returncode == 0 and text else "unknown"
+        if out.returncode == 0 and text:
+            return text.splitlines()[0]
+        # no --version option: ask the package the command imports
+        out = subprocess.run([sys.executable, "-c", "import capanalyze; print(capanalyze.__version__)"],
+                             capture_output=True, env=self.env, cwd=REPO)
+        return out.stdout.decode().strip() or "unknown"
 
 
 def tool_version(cmd):
@@ -209,7 +214,10 @@ TOOLS = ("capanalyze", "tcptrace", "tshark")
 def fmt_time(m: Measure):
     if m is None:
         return "skipped"
-    return f"{m.median:.2f} s" if m.ok else "n/a"
+    if not m.ok:
+        return "n/a"
+    spread = f" ({min(m.wall):.2f}-{max(m.wall):.2f})" if len(m.wall) > 1 else ""
+    return f"{m.median:.2f} s{spread}"
 
 
 def fmt_rate(m: Measure, amount, unit):
@@ -223,6 +231,10 @@ def fmt_rss(m: Measure):
     return f"{m.peak_mib:,.0f} MiB" if m is not None and m.ok else "-"
 
 
+def fmt_ratio(r):
+    return "n/a" if r is None else f"{r:.1f}x" if r >= 1 else f"{r:.2f}x"
+
+
 def ratio(other: Measure, ours: Measure):
     if other is None or ours is None or not (other.ok and ours.ok):
         return None
@@ -230,7 +242,7 @@ def ratio(other: Measure, ours: Measure):
 
 
 def results_table(rows):
-    head = ("| capture | packets | MB | tool | wall (median) | packets/s | MB/s | peak RSS |\n"
+    head = ("| capture | packets | MB | tool | wall: median (min-max) | packets/s | MB/s | peak RSS |\n"
             "|---|---:|---:|---|---:|---:|---:|---:|")
     lines = [head]
     for cap, res in rows:
@@ -245,7 +257,7 @@ def ratio_table(rows):
     lines = ["| capture | tcptrace / capanalyze | tshark / capanalyze |", "|---|---:|---:|"]
     for cap, res in rows:
         r1, r2 = ratio(res.get("tcptrace"), res.get("capanalyze")), ratio(res.get("tshark"), res.get("capanalyze"))
-        lines.append(f"| {cap.label} | {'n/a' if r1 is None else f'{r1:.1f}x'} | {'n/a' if r2 is None else f'{r2:.1f}x'} |")
+        lines.append(f"| {cap.label} | {fmt_ratio(r1)} | {fmt_ratio(r2)} |")
     return "\n".join(lines)
 
 
@@ -261,7 +273,7 @@ def verdicts(rows, tiny: Measure):
         values = [v for v in values if v is not None]
         if not values:
             return "n/a", "n/a"
-        return ", ".join(f"{v:.1f}x" for v in values), "PASS" if all(ok(v) for v in values) else "FAIL"
+        return ", ".join(fmt_ratio(v) for v in values), "PASS" if all(ok(v) for v in values) else "FAIL"
 
     m, s = judge([r for _, r in big] or [r for r in r_tt if r is not None], lambda v: v >= TARGETS["tcptrace_ratio"])
     out.append((">= 2x faster than tcptrace (captures >= 1M packets)", m, s))
@@ -306,11 +318,17 @@ def machine_info(cap: Capanalyze):
         ("machine", f"{os.cpu_count()} CPUs ({cpu}), {mem_kib / 2**20:.1f} GiB RAM, {platform.platform()}"),
         ("python", platform.python_version()),
         ("capanalyze", cap.version() if cap.cmd else cap.why),
-        ("git commit", commit.stdout.strip() or "none yet"),
-        ("tcptrace", tool_version(["tcptrace", "-v"]).split(" -- ")[0] + " " + tool_version(["tcptrace", "-v"]).split(" -- ")[-1]
+        ("git commit", (commit.stdout.strip() or "none yet") + dirty_note()),
+        ("tcptrace", tool_version(["tcptrace", "-v"]).removeprefix("Version: ")
          if shutil.which("tcptrace") else "not installed"),
         ("tshark", tool_version(["tshark", "--version"]) if shutil.which("tshark") else "not installed"),
     ]
+
+
+def dirty_note():
+    out = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--", "capanalyze"],
+                         capture_output=True, text=True)
+    return " (capanalyze/ has uncommitted changes)" if out.stdout.strip() else ""
 
 
 def write_markdown(path, info, rows, tiny, checks, args, notes):
@@ -363,8 +381,11 @@ def main(argv=None):
                 [generated(parse_count(s), args.seed, args.snaplen) for s in args.sizes.split(",") if s])
     tiny_cap = generated(TINY_PACKETS, args.seed, 262144)
 
-    tiny = None
+    tiny = first = None
     if cap.cmd:
+        # an untimed first run fills numba's on-disk cache; what it cost is reported apart
+        first = measure(cap.command(tiny_cap.path), 1, args.timeout, env=cap.env, cwd=REPO, ok_codes=(0,))
+        print(f"first run (may compile): capanalyze {fmt_time(first)}")
         tiny = measure(cap.command(tiny_cap.path), args.runs, args.timeout, env=cap.env, cwd=REPO, ok_codes=(0,))
         print(f"tiny capture: capanalyze {fmt_time(tiny)} {fmt_rss(tiny)} {tiny.error}")
 
@@ -385,7 +406,7 @@ def main(argv=None):
             res[tool] = m
             if m.error:
                 notes.append(f"{tool} on {c.label}: {m.error}")
-            print(f"{c.label:>6} {tool:<10} {fmt_time(m):>9} {fmt_rss(m):>10} "
+            print(f"{c.label:>6} {tool:<10} {fmt_time(m):>22} {fmt_rss(m):>10} "
                   f"{fmt_rate(m, c.packets, 'pkt/s'):>12} {m.error}", flush=True)
         rows.append((c, res))
 
@@ -397,6 +418,9 @@ def main(argv=None):
     print()
     for t, m, s in checks:
         print(f"{s:>5}  {t}: {m}")
+    if first is not None and first.ok:
+        notes.append(f"the first capanalyze run after a code change (numba compiling into its cache) took "
+                     f"{first.median:.2f} s on the tiny capture; it is not counted above")
     write_markdown(args.output, machine_info(cap), rows, tiny, checks, argv_text, notes)
     print(f"\nwrote {args.output}")
     return 0

@@ -127,24 +127,38 @@ def _evictions_by_backoff(t: Tables, opts: Options) -> list[Stall]:
 def _evictions_by_rst(t: Tables, opts: Options) -> list[Stall]:
     out = []
     for rst in t.rsts.itertuples(index=False):
-        if not (rst.trigger_idle_s >= EVICTION_MIN_IDLE_S):
+        answered_idle = rst.trigger_idle_s >= EVICTION_MIN_IDLE_S
+        on_idle = t.gap_index.before(rst.flow_id, rst.ts, int(rst.frame)) if rst.forged else None
+        if on_idle is not None and on_idle.duration_s < EVICTION_MIN_IDLE_S:
+            on_idle = None
+        if not (answered_idle or on_idle is not None):
             continue
+        out.append(_rst_eviction(t, rst, on_idle))
+    return out
+
+
+def _rst_eviction(t: Tables, rst, on_idle) -> Stall:
+    """A RST answering the first packet after a long idle, or a forged RST that ends
+    an idle period by itself (a box resetting idle connections, e.g. Azure's LB with
+    'TCP reset on idle')."""
+    if on_idle is not None:
+        gap, frames, factors = on_idle, _frames(on_idle, int(rst.frame)), ["rst_on_idle"]
+    else:
         trigger = int(rst.trigger_frame)
         gap = t.gap_index.before(rst.flow_id, rst.ts - rst.trigger_delay_s, trigger)
-        idle = gap.duration_s if gap is not None else rst.trigger_idle_s
-        start = gap.start_ts if gap is not None else rst.ts - idle
-        s = Stall(rst.flow_id, "silent_middlebox_eviction", start, rst.ts, idle,
-                  _frames(gap, trigger, int(rst.frame)), [], ["rst_after_idle"])
-        s.evidence = evidence.eviction_by_rst(t.flows.loc[rst.flow_id], gap, rst)
-        if rst.forged:
-            s.factors.append("forged_rst")
-        if rst.peer_kept_sending:
-            s.factors.append("unanswered_rst")
-        if gap is not None and gap.keepalives == 0:
-            s.factors.append("no_keepalive")
-        s.confidence = 0.9 if rst.forged else 0.6
-        out.append(s)
-    return out
+        frames, factors = _frames(gap, trigger, int(rst.frame)), ["rst_after_idle"]
+    idle = gap.duration_s if gap is not None else rst.trigger_idle_s
+    start = gap.start_ts if gap is not None else rst.ts - idle
+    s = Stall(rst.flow_id, "silent_middlebox_eviction", start, rst.ts, idle, frames, [], factors)
+    s.evidence = evidence.eviction_by_rst(t.flows.loc[rst.flow_id], gap, rst, on_idle is not None)
+    if rst.forged:
+        s.factors.append("forged_rst")
+    if rst.peer_kept_sending:
+        s.factors.append("unanswered_rst")
+    if gap is not None and gap.keepalives == 0:
+        s.factors.append("no_keepalive")
+    s.confidence = 0.9 if rst.forged else 0.6
+    return s
 
 
 def _unreachable(t: Tables, opts: Options) -> list[Stall]:

@@ -74,15 +74,19 @@ def eviction_by_backoff(flow, gap, chain) -> list[str]:
     ]
 
 
-def eviction_by_rst(flow, gap, rst) -> list[str]:
+def eviction_by_rst(flow, gap, rst, on_idle: bool = False) -> list[str]:
     out = [_idle_sentence(gap)] if gap is not None else []
-    out.append(f"frame {rst.trigger_frame}: the first packet after {duration(rst.trigger_idle_s)} idle")
-    out.append(f"frame {rst.frame} ({clock(rst.ts)}): RST 'from the {rst.sender}' "
-               f"{rst.trigger_delay_s * 1000:.1f} ms later")
+    if on_idle:
+        out.append(f"frame {rst.frame} ({clock(rst.ts)}): RST 'from the {rst.sender}' with "
+                   "nothing to answer: something on the path reset the idle connection")
+    else:
+        out.append(f"frame {rst.trigger_frame}: the first packet after {duration(rst.trigger_idle_s)} idle")
+        out.append(f"frame {rst.frame} ({clock(rst.ts)}): RST 'from the {rst.sender}' "
+                   f"{rst.trigger_delay_s * 1000:.1f} ms later")
     for why in rst.forged_reasons:
         out.append(f"the RST looks forged by a middlebox: {why}")
     if rst.peer_kept_sending:
-        out.append(f"the other side kept sending after the RST: it never arrived there")
+        out.append("the other side kept sending after the RST: it never arrived there")
     return out
 
 

@@ -16,8 +16,7 @@ Roles are fixed at a connection's first packet so `dir` is final at once (stream
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, types
-from numba.typed import Dict
+from .jit import kernel
 
 from .schema import ACK, FIN, RST, SYN
 
@@ -27,28 +26,54 @@ F_BASE_SET_A, F_BASE_A, F_BASE_SET_B, F_BASE_B, F_SRC_CODE, F_DST_CODE = 5, 6, 7
 F_SPORT, F_DPORT = 11, 12
 N_FLOW_FIELDS = 13
 
-_KEY_TYPE = types.UniTuple(types.int64, 2)
-
-
-def _new_key_dict():
-    return Dict.empty(key_type=_KEY_TYPE, value_type=types.int64)
-
-
 class FlowKeys:
-    """Connection-assignment state carried from one chunk to the next."""
+    """Connection-assignment state carried from one chunk to the next.
+
+    `slots` is an open-addressing hash table (canonical 4-tuple key -> flow_id of its
+    latest connection) in numpy arrays: numba's typed Dict would be recompiled at every
+    start (its constructor is not cacheable), costing ~0.7 s per run.
+    """
 
     def __init__(self, capacity: int = 1024):
-        self.current = _new_key_dict()        # canonical key -> flow_id of its latest connection
+        self.slot_keys = np.zeros((2 * capacity, 2), dtype=np.int64)
+        self.slot_flow = np.full(2 * capacity, -1, dtype=np.int64)
         self.table = np.zeros((capacity, N_FLOW_FIELDS), dtype=np.int64)
         self.count = np.zeros(1, dtype=np.int64)
 
     def grow(self):
+        """Double the flow table and the hash table (kept at most half full)."""
         bigger = np.zeros((2 * len(self.table), N_FLOW_FIELDS), dtype=np.int64)
         bigger[: len(self.table)] = self.table
         self.table = bigger
+        keys = np.zeros((2 * len(self.slot_keys), 2), dtype=np.int64)
+        flow = np.full(2 * len(self.slot_flow), -1, dtype=np.int64)
+        _rehash(self.slot_keys, self.slot_flow, keys, flow)
+        self.slot_keys, self.slot_flow = keys, flow
 
 
-@njit(cache=True, nogil=True)
+@kernel
+def _slot(keys, flow, a, b):
+    """Index of key (a, b) in the hash table, or of the empty slot where it belongs."""
+    mask = len(flow) - 1
+    # Products stay below 2**63, so compiled and interpreted runs hash alike.
+    h = ((a & 0xFFFFFFFF) * 0x9E3779B1 + (b & 0xFFFFFFFF) * 0x85EBCA77
+         + (a >> 32) * 0x27D4EB2F + (b >> 32) * 0x165667B1)
+    i = (h ^ (h >> 29)) & mask
+    while flow[i] >= 0 and (keys[i, 0] != a or keys[i, 1] != b):
+        i = (i + 1) & mask
+    return i
+
+
+@kernel
+def _rehash(old_keys, old_flow, keys, flow):
+    for i in range(len(old_flow)):
+        if old_flow[i] >= 0:
+            j = _slot(keys, flow, old_keys[i, 0], old_keys[i, 1])
+            keys[j, 0], keys[j, 1] = old_keys[i, 0], old_keys[i, 1]
+            flow[j] = old_flow[i]
+
+
+@kernel
 def _server_is_b(port_a, port_b):
     """Which canonical side serves, for a connection whose handshake we did not see."""
     if (port_a < 1024) != (port_b < 1024):
@@ -58,7 +83,7 @@ def _server_is_b(port_a, port_b):
     return port_b < port_a
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def _is_new_connection(row, side, flags, seq):
     """Port reuse: a SYN with another ISN than this side used, or the first packet
     of this side after the connection closed. A SYN repeated with the same ISN is the
@@ -72,7 +97,7 @@ def _is_new_connection(row, side, flags, seq):
     return row[F_CLOSED] == 1
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def _open_flow(table, fid, ep_a, ep_b, side, flags, port_a, port_b, src, dst, sport, dport):
     row = table[fid]
     row[:] = 0
@@ -93,17 +118,18 @@ def _open_flow(table, fid, ep_a, ep_b, side, flags, port_a, port_b, src, dst, sp
             row[F_CLIENT_SIDE] = 0 if _server_is_b(port_a, port_b) else 1
 
 
-@njit(cache=True, nogil=True)
-def _assign_kernel(src, dst, sport, dport, flags, seq, current, table, count, start,
-                   out_flow, out_dir):
+@kernel
+def _assign_kernel(src, dst, sport, dport, flags, seq, slot_keys, slot_flow, table, count,
+                   start, out_flow, out_dir):
     """Fill out_flow/out_dir from `start`; return where it stopped (table full)."""
     n = len(src)
     for i in range(start, n):
         ep_s = (src[i] << 16) | sport[i]
         ep_d = (dst[i] << 16) | dport[i]
         side = 0 if ep_s <= ep_d else 1
-        key = (ep_s, ep_d) if side == 0 else (ep_d, ep_s)
-        fid = current[key] if key in current else -1
+        a, b = (ep_s, ep_d) if side == 0 else (ep_d, ep_s)
+        slot = _slot(slot_keys, slot_flow, a, b)
+        fid = slot_flow[slot]
         if fid < 0 or _is_new_connection(table[fid], side, flags[i], seq[i]):
             if count[0] >= len(table):
                 return i
@@ -111,9 +137,10 @@ def _assign_kernel(src, dst, sport, dport, flags, seq, current, table, count, st
             count[0] += 1
             port_a = sport[i] if side == 0 else dport[i]
             port_b = dport[i] if side == 0 else sport[i]
-            _open_flow(table, fid, key[0], key[1], side, flags[i], port_a, port_b,
+            _open_flow(table, fid, a, b, side, flags[i], port_a, port_b,
                        src[i], dst[i], sport[i], dport[i])
-            current[key] = fid
+            slot_keys[slot, 0], slot_keys[slot, 1] = a, b
+            slot_flow[slot] = fid
         row = table[fid]
         if side == 0 and row[F_BASE_SET_A] == 0:
             row[F_BASE_SET_A] = 1
@@ -139,7 +166,8 @@ def assign_flows(packets, keys: FlowKeys):
     pos = 0
     while pos < n:
         pos = _assign_kernel(src, dst, cols["sport"], cols["dport"], cols["tcp_flags"],
-                             cols["seq"], keys.current, keys.table, keys.count, pos,
+                             cols["seq"], keys.slot_keys, keys.slot_flow, keys.table,
+                             keys.count, pos,
                              flow, direction)
         if pos < n:
             keys.grow()

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from . import diagnose as dg
-from . import events, schema, timeline
+from . import events, jit, schema, timeline
 from .flows import FlowKeys, assign_flows, flows_table
 from .reader import CaptureInfo, open_capture
 
@@ -54,6 +54,7 @@ def analyze(source, settings: Settings | None = None, progress=None) -> Analysis
     settings = settings or Settings()
     kwargs = {"chunk_bytes": settings.chunk_bytes} if settings.chunk_bytes else {}
     reader = open_capture(source, **kwargs)
+    jit.choose(reader.info.bytes_total)
     keys, state = FlowKeys(), events.TcpState(settings.gap_s)
     kept, notable = [], []
     for chunk in reader.chunks():

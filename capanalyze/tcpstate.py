@@ -21,7 +21,7 @@ it was forged; timeline.py turns those records into tables.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from .jit import kernel
 
 from .schema import ACK, FIN, RST, SYN
 
@@ -103,7 +103,7 @@ N_R = 16
 MASK32 = 0xFFFFFFFF
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def _unwrap(value, base, near):
     """Relative 32-bit value (value - base) placed in 64 bits closest to `near`."""
     rel = (value - base) & MASK32
@@ -113,7 +113,7 @@ def _unwrap(value, base, near):
     return near + delta
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def _remember_segment(d, seq, frame, ts):
     pos = d[D_RING_POS] % RING
     d[D_RING + 3 * pos] = seq
@@ -122,7 +122,7 @@ def _remember_segment(d, seq, frame, ts):
     d[D_RING_POS] += 1
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def _original(d, seq, o):
     """Frame and time that first carried `seq`, among the last few new segments."""
     for k in range(RING):
@@ -131,7 +131,7 @@ def _original(d, seq, o):
             o[O_ORIG_TS] = d[D_RING + 3 * k + 2]
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def _is_duplicate_capture(d, p):
     if d[D_LAST_FRAME] == 0 or p[P_TS] - d[D_LAST_TS] > DUP_CAPTURE_NS:
         return False
@@ -144,7 +144,7 @@ def _is_duplicate_capture(d, p):
     return p[P_TSVAL] >= 0 and p[P_TSVAL] == d[D_LAST_TSVAL] and p[P_TS] - d[D_LAST_TS] < 1_000_000
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def _init_direction(d, r, p):
     """First packet of a direction: base sequence as Wireshark sets it."""
     d[D_SEEN] = 1
@@ -158,7 +158,7 @@ def _init_direction(d, r, p):
         r[D_WSCALE] = -1
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def _rebase_on_syn(d, r, p):
     """A direction's SYN after other packets of it (the RST refusing a first SYN, then
     the SYN-ACK of a retry on the same 4-tuple): sequence space starts again at the ISN,
@@ -171,7 +171,7 @@ def _rebase_on_syn(d, r, p):
     r[D_DUPACKS] = 0
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def _window_scale(d, r, p):
     """Scaled window; the scale is known once both SYNs were seen."""
     flags = p[P_FLAGS]
@@ -187,7 +187,7 @@ def _window_scale(d, r, p):
     return p[P_WIN]
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def _classify_window_and_probes(d, r, p, seq, ack, seglen, win, ev):
     flags = p[P_FLAGS]
     nosfr = (flags & (SYN | FIN | RST)) == 0
@@ -226,7 +226,7 @@ def _classify_window_and_probes(d, r, p, seq, ack, seglen, win, ev):
     return ev, False
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def _classify_retransmission(d, r, p, seq, seglen, ev, first_rtt):
     """Retransmission / fast / spurious / out-of-order, as Wireshark decides them."""
     flags = p[P_FLAGS]
@@ -252,7 +252,7 @@ def _classify_retransmission(d, r, p, seq, seglen, ev, first_rtt):
     return ev
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def _advance_sequence(d, p, seq, seglen, ev):
     flags = p[P_FLAGS]
     nxt = seq + seglen + (1 if flags & (SYN | FIN) else 0)
@@ -272,7 +272,7 @@ def _advance_sequence(d, p, seq, seglen, ev):
         d[D_RETX_END] = seq + seglen + (1 if flags & (SYN | FIN) else 0)
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def _record_ack(d, r, p, ack, ev):
     """Bookkeeping of this packet's ACK field against the reverse direction's data."""
     if not (p[P_FLAGS] & ACK):
@@ -288,7 +288,7 @@ def _record_ack(d, r, p, ack, ev):
     return ev
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def _remember_last(d, p, ack, win, ev):
     if not (d[D_LASTACK_SET] and ack == d[D_LASTACK]):
         d[D_DUPACKS] = 0
@@ -302,7 +302,7 @@ def _remember_last(d, p, ack, win, ev):
     _remember_raw(d, p)
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def _remember_raw(d, p):
     d[D_LAST_TS] = p[P_TS]
     d[D_LAST_FRAME] = p[P_FRAME]
@@ -315,7 +315,7 @@ def _remember_raw(d, p):
     d[D_LAST_TSVAL] = p[P_TSVAL]
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def _count(d, p, ev):
     d[D_PKTS] += 1
     d[D_BYTES] += p[P_LEN]
@@ -327,7 +327,7 @@ def _count(d, p, ev):
     d[D_N_ZWP] += (ev & EV_ZWP) != 0
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def _handshake(t, p, ev):
     flags = p[P_FLAGS]
     if flags & SYN and not flags & ACK:
@@ -342,7 +342,7 @@ def _handshake(t, p, ev):
             t[T_FIRST_RTT] = p[P_TS] - t[T_SYN_TS]
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def _unacked(D, flow, direction):
     d = D[2 * flow + direction]
     if not d[D_NEXT_SET]:
@@ -351,7 +351,7 @@ def _unacked(D, flow, direction):
     return max(d[D_NEXT] - una, 0)
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def _emit_gap(G, ng, D, t, flow, end_frame, end_ts, end_dir, end_flags, end_len, end_ev,
               end_seq_end):
     g = G[ng]
@@ -376,7 +376,7 @@ def _emit_gap(G, ng, D, t, flow, end_frame, end_ts, end_dir, end_flags, end_len,
     g[G_CLOSED] = t[T_FIN_FROM] | (t[T_RST_FROM] << 2)
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def _emit_rst(R, nr, d, t, p, seq, ack, r):
     rec = R[nr]
     rec[R_FLOW] = p[P_FLOW]
@@ -398,7 +398,7 @@ def _emit_rst(R, nr, d, t, p, seq, ack, r):
     rec[R_SENDER_PKTS] = d[D_PKTS]
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def _track_activity(t, p, ev, seq_end, G, ng, D, gap_ns):
     """Idle bookkeeping: keepalives do not end a gap; anything else does."""
     ts = p[P_TS]
@@ -430,7 +430,7 @@ def _track_activity(t, p, ev, seq_end, G, ng, D, gap_ns):
     return ng, ev
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def _open_flow(t, p):
     t[T_SEEN] = 1
     t[T_FIRST_FRAME] = p[P_FRAME]
@@ -440,7 +440,7 @@ def _open_flow(t, p):
     t[T_LAST_DATA_DIR] = -1
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def _finish_flow_packet(t, p, ev):
     flags = p[P_FLAGS]
     if p[P_LEN] > 0 and not ev & (EV_KEEPALIVE | EV_ZWP):
@@ -459,7 +459,7 @@ def _finish_flow_packet(t, p, ev):
     t[T_LAST_TS] = p[P_TS]
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def _analyze_packet(p, o, D, T, G, ng, R, nr, gap_ns):
     flow, direction = p[P_FLOW], p[P_DIR]
     d, r, t = D[2 * flow + direction], D[2 * flow + 1 - direction], T[flow]
@@ -505,7 +505,7 @@ def _analyze_packet(p, o, D, T, G, ng, R, nr, gap_ns):
     return ng, nr
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def _annotate_kernel(P, O, D, T, G, R, start, gap_ns):
     """Analyse packets from `start`; stop early when G/R or the flow tables are full."""
     ng, nr = 0, 0
@@ -517,7 +517,7 @@ def _annotate_kernel(P, O, D, T, G, R, start, gap_ns):
     return len(P), ng, nr
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def _close_open_gaps(T, G, D, n_flows, capture_end, gap_ns):
     """Gaps still open when the capture ended (the 'client hangs forever' case)."""
     ng = 0

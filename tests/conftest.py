@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import itertools
+import shutil
 import sys
 from pathlib import Path
 
@@ -15,6 +16,20 @@ from capanalyze.pipeline import Settings, analyze
 
 # `from helpers import ...` in the test modules, whatever the import mode
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+
+@pytest.fixture
+def need_tshark():
+    if shutil.which("tshark") is None:
+        pytest.skip("tshark is not installed")
+
+
+@pytest.fixture
+def need_shared():
+    from helpers import shared_pcaps
+
+    if not shared_pcaps():
+        pytest.skip("the shared captures (../shared/pcaps/ppa) are not present")
 
 
 @pytest.fixture

@@ -62,7 +62,7 @@ def flows_figure(analysis, flow_ids) -> Figure:
 
 def overview(analysis, max_rows: int = 200) -> Figure:
     """Every connection as a bar from start to end; stalls coloured by class."""
-    from .overview import draw_overview
+    from .gantt import draw_overview
     return draw_overview(analysis, max_rows)
 
 

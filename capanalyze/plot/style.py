@@ -86,3 +86,8 @@ def short_names(names: list[str], limit: int = 2) -> str:
     names = [n.split(" (")[0] for n in names]
     more = f" +{len(names) - limit}" if len(names) > limit else ""
     return ", ".join(names[:limit]) + more
+
+
+def present(x) -> bool:
+    """Not None / NaN / NA (table cells that may be missing)."""
+    return x is not None and not pd.isna(x)

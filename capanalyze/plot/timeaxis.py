@@ -39,6 +39,11 @@ class TimeAxis:
         """Share of the axis width between two times."""
         return float(self.forward(np.array([t1]))[0] - self.forward(np.array([t0]))[0])
 
+    def middle(self, t0: float, t1: float) -> float:
+        """The time drawn halfway between t0 and t1."""
+        v = self.forward(np.array([t0, t1]))
+        return float(self.inverse(np.array([(v[0] + v[1]) / 2]))[0])
+
     def ticks(self) -> list[float]:
         out = []
         for (a, b), (v0, v1) in zip(self.clusters, self._cluster_spans()):
@@ -49,8 +54,9 @@ class TimeAxis:
         return [tuple(self.forward(np.array([a, b]))) for a, b in self.clusters]
 
 
-def build(times: np.ndarray) -> TimeAxis:
-    """The axis for these event times (seconds since the connection start)."""
+def build(times: np.ndarray, packets: np.ndarray | None = None) -> TimeAxis:
+    """The axis for these event times (seconds since the connection start). A cluster
+    with no packet in it (only, say, the capture's end) gets a narrow slot."""
     times = np.unique(np.asarray(times, dtype=float))
     times = times[np.isfinite(times)]
     if len(times) == 0:
@@ -63,16 +69,18 @@ def build(times: np.ndarray) -> TimeAxis:
     starts = np.concatenate([[0], cut + 1])
     ends = np.concatenate([cut, [len(times) - 1]])
     clusters = [(float(times[s]), float(times[e])) for s, e in zip(starts, ends)]
-    return _layout(clusters, span, threshold)
+    pk = np.asarray(packets if packets is not None else times, dtype=float)
+    busy = [bool(((pk >= a) & (pk <= b)).any()) for a, b in clusters]
+    return _layout(clusters, busy, span, threshold)
 
 
-def _layout(clusters, span, threshold) -> TimeAxis:
+def _layout(clusters, busy, span, threshold) -> TimeAxis:
     durations = np.array([b - a for a, b in clusters])
     active = max(durations.sum(), 1e-9)
     # Clusters share the width by how long they last, each with a floor so a 2-second
     # burst before a 30-minute silence is still wide enough to read.
-    weights = [0.35 + d / active for d in durations]
-    pads = [0.06 * max(d, 1e-3 * span, 1e-4) for d in durations]
+    weights = [(0.35 if b else 0.1) + d / active for d, b in zip(durations, busy)]
+    pads = [0.03 * max(d, 1e-3 * span, 1e-4) for d in durations]
     padded = [(a - p, b + p) for (a, b), p in zip(clusters, pads)]
     breaks = [(padded[i][1], padded[i + 1][0]) for i in range(len(padded) - 1)]
     gap_weights = [0.6 + 0.3 * np.log10(max((b - a) / threshold, 1.0)) for a, b in breaks]

@@ -18,10 +18,11 @@ Choices worth knowing:
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from ..jit import kernel
 
 from . import linktypes as lt
 from . import outcomes as oc
+from .pcapng import NOT_A_PACKET_BASE
 
 # Names of the per-TCP-packet output arrays, with dtypes, in kernel argument order.
 TCP_FIELDS: dict[str, str] = {
@@ -37,22 +38,22 @@ TCP_FIELDS: dict[str, str] = {
 V4_MAPPED = np.uint64(0xFFFF) << np.uint64(32)
 
 
-@njit(cache=True, nogil=True, inline="always")
+@kernel(inline="always")
 def be16(buf, p):
     return (np.int64(buf[p]) << 8) | np.int64(buf[p + 1])
 
 
-@njit(cache=True, nogil=True, inline="always")
+@kernel(inline="always")
 def be32(buf, p):
     return (be16(buf, p) << 16) | be16(buf, p + 2)
 
 
-@njit(cache=True, nogil=True, inline="always")
+@kernel(inline="always")
 def be64u(buf, p):
     return (np.uint64(be32(buf, p)) << np.uint64(32)) | np.uint64(be32(buf, p + 4))
 
 
-@njit(cache=True, nogil=True)
+@kernel(inline="always")
 def _link_header(buf, p, end, linktype):
     """(ip start, expected IP version 0/4/6, outcome, aux) after the link-layer header."""
     if linktype == lt.EN10MB:
@@ -89,8 +90,8 @@ def _link_header(buf, p, end, linktype):
         return p, 0, oc.NOT_IP_AF, af
     else:
         return p, 0, oc.UNKNOWN_LINKTYPE, linktype
-    # 802.1Q / 802.1ad / old QinQ tags, any depth
-    while et == 0x8100 or et == 0x88A8 or et == 0x9100:
+    # 802.1Q / 802.1ad / legacy QinQ (0x9100, 0x9200) tags, any depth
+    while et == 0x8100 or et == 0x88A8 or et == 0x9100 or et == 0x9200:
         if q + 4 > end:
             return p, 0, oc.TRUNC_LINK, 0
         et = be16(buf, q + 2)
@@ -104,38 +105,44 @@ def _link_header(buf, p, end, linktype):
     return q, 0, oc.NOT_IP_ETHERTYPE, et
 
 
-@njit(cache=True, nogil=True)
-def _tcp_options(buf, o, o_end, out, k):
-    """Decode TCP options in buf[o:o_end] into row k; malformed lengths stop the walk."""
+@kernel(inline="always")
+def _tcp_options(buf, o, o_end):
+    """TCP options in buf[o:o_end] -> (mss, wscale, sack_perm, sack_blocks, sack_left,
+    sack_right, tsval, tsecr); -1/False/0 when absent. A malformed length stops the walk
+    (what came before it is kept), so a hostile option cannot loop or overrun."""
+    mss = wscale = sack_left = sack_right = tsval = tsecr = np.int64(-1)
+    sack_blocks = np.int64(0)
+    sack_perm = False
     while o < o_end:
         kind = buf[o]
         if kind == 0:
-            return
+            break
         if kind == 1:
             o += 1
             continue
         if o + 2 > o_end:
-            return
+            break
         ln = np.int64(buf[o + 1])
         if ln < 2 or o + ln > o_end:
-            return
+            break
         if kind == 2 and ln == 4:
-            out.mss[k] = be16(buf, o + 2)
+            mss = be16(buf, o + 2)
         elif kind == 3 and ln == 3:
-            out.wscale[k] = buf[o + 2]
+            wscale = np.int64(buf[o + 2])
         elif kind == 4 and ln == 2:
-            out.sack_perm[k] = True
+            sack_perm = True
         elif kind == 5 and ln >= 10 and (ln - 2) % 8 == 0:
-            out.sack_blocks[k] = (ln - 2) // 8
-            out.sack_left[k] = be32(buf, o + 2)
-            out.sack_right[k] = be32(buf, o + 6)
+            sack_blocks = (ln - 2) // 8
+            sack_left = be32(buf, o + 2)
+            sack_right = be32(buf, o + 6)
         elif kind == 8 and ln == 10:
-            out.tsval[k] = be32(buf, o + 2)
-            out.tsecr[k] = be32(buf, o + 6)
+            tsval = be32(buf, o + 2)
+            tsecr = be32(buf, o + 6)
         o += ln
+    return mss, wscale, sack_perm, sack_blocks, sack_left, sack_right, tsval, tsecr
 
 
-@njit(cache=True, nogil=True)
+@kernel(inline="always")
 def _ip_header(buf, q, end, version, ip_wire):
     """IPv4/IPv6 header walk. Returns (outcome, aux, tcp start, tcp segment length,
     version, ttl, ip_id, src_hi, src_lo, dst_hi, dst_lo, fragment)."""
@@ -210,7 +217,7 @@ def _ip_header(buf, q, end, version, ip_wire):
             be64u(buf, q + 16), be64u(buf, q + 24), be64u(buf, q + 32), fragment)
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def decode_records(buf, off, cap, wire, ts_ns, iface, linktype, n, frame_base,
                    outcome, aux, out):
     """Decode records 0..n-1; fills outcome/aux for all, `out` rows for TCP ones.
@@ -221,8 +228,12 @@ def decode_records(buf, off, cap, wire, ts_ns, iface, linktype, n, frame_base,
         p = off[i]
         end = p + cap[i]
         if linktype[i] < 0:
-            outcome[i] = oc.UNDECLARED_INTERFACE
-            aux[i] = -1 - iface[i]
+            if iface[i] <= NOT_A_PACKET_BASE:
+                outcome[i] = oc.NOT_A_PACKET
+                aux[i] = NOT_A_PACKET_BASE - iface[i]
+            else:
+                outcome[i] = oc.UNDECLARED_INTERFACE
+                aux[i] = -1 - iface[i]
             continue
         if cap[i] == 0:
             outcome[i] = oc.EMPTY_RECORD
@@ -264,15 +275,9 @@ def decode_records(buf, off, cap, wire, ts_ns, iface, linktype, n, frame_base,
         out.tcp_flags[k] = be16(buf, t + 12) & 0x1FF
         out.window[k] = be16(buf, t + 14)
         out.payload_len[k] = seg - doff
-        out.mss[k] = -1
-        out.wscale[k] = -1
-        out.sack_perm[k] = False
-        out.sack_blocks[k] = 0
-        out.sack_left[k] = -1
-        out.sack_right[k] = -1
-        out.tsval[k] = -1
-        out.tsecr[k] = -1
-        _tcp_options(buf, t + 20, min(t + doff, end), out, k)
+        (out.mss[k], out.wscale[k], out.sack_perm[k], out.sack_blocks[k], out.sack_left[k],
+         out.sack_right[k], out.tsval[k], out.tsecr[k]) = _tcp_options(buf, t + 20,
+                                                                      min(t + doff, end))
         out.truncated[k] = cap[i] < wire[i]
         out.wire_len[k] = wire[i]
         out.fragment[k] = fragment

@@ -27,6 +27,7 @@ TRUNC_TCP = 14
 BAD_TCP_HLEN = 15
 UNDECLARED_INTERFACE = 16  # aux: interface id of a pcapng packet with no matching IDB
 IPV6_EXT_LOOP = 17      # more IPv6 extension headers than any real packet carries
+NOT_A_PACKET = 18       # pcapng block Wireshark counts as a frame; aux 0 custom, 1 journal
 
 IP_PROTOCOLS = {
     0: "IPv6 hop-by-hop", 1: "ICMP", 2: "IGMP", 4: "IP-in-IP", 17: "UDP", 33: "DCCP",
@@ -65,6 +66,8 @@ def reason_text(code: int, aux: int) -> str:
         return f"unknown link type {aux}"
     if code == BAD_IP_VERSION:
         return f"bad IP version {aux}"
+    if code == NOT_A_PACKET:
+        return "not a packet: pcapng " + ("systemd journal entry" if aux == 1 else "custom block")
     if code == UNDECLARED_INTERFACE:
         return f"packet for undeclared interface {aux}"
     return f"outcome {code}/{aux}"

@@ -5,7 +5,7 @@ import struct
 from dataclasses import dataclass
 
 import numpy as np
-from numba import njit
+from ..jit import kernel
 
 from ..errors import CaptureError
 from .linktypes import LINKTYPE_MASK
@@ -45,7 +45,7 @@ def parse_header(name: str, head: bytes) -> PcapHeader:
     return PcapHeader(big, nsec, (vmaj, vmin), snaplen, linktype & LINKTYPE_MASK)
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def walk_pcap(buf, pos, end, big, nsec, max_caplen, off, cap, wire, ts_ns, n):
     """Append records found in buf[pos:end] from index n; (pos, n, status, value)."""
     frac_ns = 1 if nsec else 1000

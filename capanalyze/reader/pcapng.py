@@ -2,7 +2,10 @@
 
 Section headers, interface descriptions and unknown blocks are rare, so the kernel
 hands them back to Python (OTHER_BLOCK) and resumes after them. Interface ids are
-global across sections, in the order their IDBs appear, as Wireshark numbers them.
+global across sections, in the order their IDBs appear (tshark 4.0's
+frame.interface_id restarts at 0 in each section; ours stay distinct). Simple Packet
+Blocks carry no time: they get the previous packet's. Custom blocks and systemd
+journal blocks are counted as records (Wireshark shows them as frames).
 """
 from __future__ import annotations
 
@@ -10,13 +13,16 @@ import struct
 from dataclasses import dataclass, field
 
 import numpy as np
-from numba import njit
+from ..jit import kernel
 
 from .linktypes import linktype_name
 from .records import (BAD_CAPLEN, BAD_LENGTH, BAD_TRAILER, FULL, MAX_RECORD, NEED_MORE,
                       OTHER_BLOCK, rd16, rd32)
 
 SHB, IDB, PB, SPB, EPB = 0x0A0D0D0A, 1, 2, 3, 6
+CUSTOM, CUSTOM_NOCOPY, JOURNAL = 0x00000BAD, 0x40000BAD, 9
+# iface marker of a record that is a pcapng block but not a packet (see decode.py)
+NOT_A_PACKET_BASE = -(1 << 31) + 16
 BYTE_ORDER_MAGIC = 0x1A2B3C4D
 OPT_END, OPT_IF_NAME, OPT_IF_DESCRIPTION, OPT_IF_TSRESOL, OPT_IF_TSOFFSET = 0, 2, 3, 9, 14
 BAD_MAGIC = 6
@@ -49,7 +55,7 @@ class Interface:
                 "description": self.description}
 
 
-@njit(cache=True, nogil=True, inline="always")
+@kernel(inline="always")
 def _ticks_to_ns(ticks, binary, exp, offset_ns):
     if binary:
         whole = ticks >> exp
@@ -70,7 +76,7 @@ def _ticks_to_ns(ticks, binary, exp, offset_ns):
     return ticks // div + offset_ns
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def walk_pcapng(buf, pos, end, big, if_global, if_binary, if_exp, if_offset_ns, if_snaplen,
                 prev_ts, off, cap, wire, ts_ns, iface, n):
     """Append packet blocks from buf[pos:end]; (pos, n, status, value)."""
@@ -114,6 +120,17 @@ def walk_pcapng(buf, pos, end, big, if_global, if_binary, if_exp, if_offset_ns, 
                 caplen = min(caplen, if_snaplen[0])
             data = pos + 12
             ticks = -1
+        elif btype == CUSTOM or btype == CUSTOM_NOCOPY or btype == JOURNAL:
+            # Wireshark shows these as frames: count them as records so frame numbers
+            # and the record count stay tshark's
+            off[n] = pos
+            cap[n] = 0
+            wire[n] = 0
+            iface[n] = NOT_A_PACKET_BASE - (1 if btype == JOURNAL else 0)
+            ts_ns[n] = ts_ns[n - 1] if n > 0 else prev_ts
+            n += 1
+            pos += blen
+            continue
         else:
             return pos, n, OTHER_BLOCK, btype
         if ifid < n_if:
@@ -123,7 +140,7 @@ def walk_pcapng(buf, pos, end, big, if_global, if_binary, if_exp, if_offset_ns, 
             else:
                 ts_ns[n] = _ticks_to_ns(ticks, if_binary[ifid], if_exp[ifid], if_offset_ns[ifid])
         else:
-            iface[n] = -1 - ifid
+            iface[n] = -1 - min(ifid, 1 << 30)
             ts_ns[n] = (ts_ns[n - 1] if n > 0 else prev_ts) if ticks < 0 else ticks * 1000
         off[n] = data
         cap[n] = caplen
@@ -140,7 +157,6 @@ class PcapngWalker:
         self.sections = 0
         self.interfaces: list[Interface] = []
         self.section_ifs: list[int] = []       # this section's local id -> global id
-        self.spb_count = 0
         self.bad_detail = ""
         self.prev_ts = 0
         self._set_kernel_tables()

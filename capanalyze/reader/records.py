@@ -7,7 +7,7 @@ when the buffer runs out, the arrays are full, or the file's framing is damaged.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from ..jit import kernel
 
 NEED_MORE = 0      # the next record/block is not complete in the buffer
 FULL = 1           # output arrays full: decode what is there, call again
@@ -35,14 +35,14 @@ class RecordArrays:
         self.iface = np.empty(capacity, np.int32)
 
 
-@njit(cache=True, nogil=True, inline="always")
+@kernel(inline="always")
 def rd16(buf, p, big):
     if big:
         return (np.int64(buf[p]) << 8) | np.int64(buf[p + 1])
     return (np.int64(buf[p + 1]) << 8) | np.int64(buf[p])
 
 
-@njit(cache=True, nogil=True, inline="always")
+@kernel(inline="always")
 def rd32(buf, p, big):
     if big:
         return ((np.int64(buf[p]) << 24) | (np.int64(buf[p + 1]) << 16)

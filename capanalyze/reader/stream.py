@@ -41,9 +41,11 @@ class CaptureReader:
         self.info = CaptureInfo(path=name, bytes_total=self._src.bytes_total)
         self.addresses = AddressInterner()
         self._max_rows = max_rows
-        self._buf = np.empty(max(chunk_bytes, _HEAD_BYTES), np.uint8)
-        self._fill = self._src.readinto(memoryview(self._buf)[:_HEAD_BYTES])
-        self._eof = self._fill < _HEAD_BYTES
+        # tiny chunk sizes are allowed (tests use them to split records across chunks)
+        self._buf = np.empty(max(chunk_bytes, 64), np.uint8)
+        head = min(_HEAD_BYTES, self._buf.shape[0])
+        self._fill = self._src.readinto(memoryview(self._buf)[:head])
+        self._eof = self._fill < head
         self._buf_offset = 0                # file offset (uncompressed) of buf[0]
         self._started = False
         self._last_ts: int | None = None
@@ -126,7 +128,7 @@ class CaptureReader:
         """Move the incomplete record at pos to the buffer front (growing it if needed)."""
         tail = self._buf[pos:self._fill].copy()
         if need > self._buf.shape[0]:
-            self._buf = np.empty(need + (1 << 20), np.uint8)
+            self._buf = np.empty(need, np.uint8)
         self._buf[:tail.shape[0]] = tail
         self._buf_offset += pos
         self._fill = tail.shape[0]

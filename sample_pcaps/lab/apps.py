@@ -113,8 +113,10 @@ def serve_stream(conn: socket.socket, peer: str, args) -> None:
 def serve_bulk(conn: socket.socket, peer: str, args) -> None:
     """After one request, send bulk_bytes (the sender side of the zero-window case)."""
     buf = bytearray()
-    if read_line(conn, buf) is None:
+    line = read_line(conn, buf)
+    if line is None:
         return
+    log("server", "request", peer=peer, tag=parse_request(line)[0], n=0, delay=0)
     body = (b"0123456789abcdef" * (args.bulk_bytes // 16 + 1))[: args.bulk_bytes]
     t0 = time.time()
     conn.sendall(body)

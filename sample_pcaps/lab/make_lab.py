@@ -21,6 +21,7 @@ import os
 import re
 import shutil
 import signal
+import struct
 import subprocess
 import sys
 import tempfile
@@ -46,6 +47,7 @@ MIXED_STALLED = 3               # 2 idle-evicted pooled connections + 1 long req
 PEER_DOWN_AT_S = 5.5            # the server vanishes (router drops its traffic) at this time
 PEER_REQUEST_EVERY_S = 1.0      # request cadence on the connection that loses its peer
 HUNG_CAPTURE_S = 56             # capture length when a side hangs until the capture ends
+ATTEMPTS = 2                    # a scenario whose capture lost its end is run again
 APP_DEADLINE_S = 120            # hard exit of every app process
 SERVER_PORT = 8000
 PROXY_PORT = 8081
@@ -60,6 +62,10 @@ CLIENT_IP, ROUTER_CLIENT_IP = "192.0.2.2", "192.0.2.1"
 ROUTER_SERVER_IP, SERVER_IP = "198.51.100.1", "198.51.100.2"
 LAB_DIR = Path(__file__).resolve().parent
 APPS = LAB_DIR / "apps.py"
+
+
+class IncompleteCapture(RuntimeError):
+    """A capture lost packets at its end; the scenario is run again."""
 
 
 @dataclass
@@ -316,6 +322,10 @@ def run_scenario(sc: Scenario, out: Path, restorer: Restorer) -> dict:
         procs.stop("tcpdump-client", signal.SIGINT)
         procs.stop("tcpdump-server", signal.SIGINT)
         procs.stop_all()
+        incomplete = [side for side, path in pcaps.items() if not ends_with_mark(path)]
+        if incomplete:
+            raise IncompleteCapture(f"{sc.name}: {', '.join(incomplete)} capture lacks the end mark "
+                                    f"(tcpdump: {procs.log_text('tcpdump-client')[-200:]!r})")
         result = collect(sc, procs, pcaps, out)
     finally:
         procs.stop_all()
@@ -346,6 +356,24 @@ def wait_client(client: subprocess.Popen, sc: Scenario, started: float) -> None:
     except subprocess.TimeoutExpired:
         print(f"  warning: client still running after {sc.max_s} s")
     time.sleep(sc.tail_s)
+
+
+def last_frame(path: Path) -> bytes:
+    """The bytes of a classic pcap's last record (b"" if none)."""
+    data = path.read_bytes() if path.exists() else b""
+    pos, last = 24, b""
+    while pos + 16 <= len(data):
+        caplen = struct.unpack_from("<I" if data[:4] == b"\xd4\xc3\xb2\xa1" else ">I", data, pos + 8)[0]
+        last = data[pos + 16: pos + 16 + caplen]
+        pos += 16 + caplen
+    return last
+
+
+def ends_with_mark(path: Path) -> bool:
+    """True when the capture saw the end mark's echo reply: nothing was lost at the end."""
+    frame = last_frame(path)
+    return (len(frame) > 34 and frame[12:14] == b"\x08\x00" and frame[23] == 1
+            and frame[34] == 0)
 
 
 def mark_capture_end() -> None:
@@ -379,7 +407,10 @@ def collect(sc: Scenario, procs: Procs, pcaps: dict[str, Path], out: Path) -> di
     events = [line.split(" ", 2)[2] for line in
               procs.log_text("proxy").splitlines() + procs.log_text("server").splitlines()
               if " error " in line or " cut " in line]
+    stats = {side: " ".join(line.strip() for line in procs.log_text(f"tcpdump-{side}").splitlines()
+                            if "packets" in line) for side in pcaps}
     return {"files": files, "client_results": results, "server_proxy_errors": events,
+            "tcpdump": stats,
             "nat_ports": nat_port_map(procs.log_text("server"))}
 
 
@@ -432,8 +463,17 @@ def write_manifest(out: Path, results: dict[str, dict]) -> None:
     path.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
 
 
+def run_with_retry(sc: Scenario, out: Path, restorer: Restorer) -> dict:
+    for attempt in range(1, ATTEMPTS + 1):
+        try:
+            return run_scenario(sc, out, restorer)
+        except IncompleteCapture as exc:
+            print(f"  attempt {attempt}/{ATTEMPTS} incomplete: {exc}", flush=True)
+    raise RuntimeError(f"{sc.name}: no complete capture in {ATTEMPTS} attempts")
+
+
 def interrupt(_sig, _frame) -> None:
-    # SIGTERM takes the same cleanup path as Ctrl-C.
+    # SIGTERM (and SIGINT even where a shell ignored it) take the cleanup path.
     raise KeyboardInterrupt
 
 
@@ -455,14 +495,16 @@ def main(argv=None) -> int:
     if os.geteuid() != 0:
         p.error("needs root (network namespaces, nftables, tcpdump)")
     signal.signal(signal.SIGTERM, interrupt)
+    signal.signal(signal.SIGINT, interrupt)
     restorer, results, t0 = Restorer(), {}, time.monotonic()
     try:
         destroy_namespaces()  # leftovers of an interrupted earlier run
         for name in names:
             print(f"== {name}", flush=True)
-            res = run_scenario(catalog[name], args.out, restorer)
+            res = run_with_retry(catalog[name], args.out, restorer)
             print(f"  {res['seconds']} s; client: {res['client_results']}; "
                   f"nat: {dict(list(res['nat_ports'].items())[:3])}", flush=True)
+            print(f"  tcpdump: {res['tcpdump']}")
             for ev in res["server_proxy_errors"][:4]:
                 print(f"  {ev}")
             if not args.no_validate and shutil.which("tshark"):
@@ -471,6 +513,9 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("interrupted: cleaning up", file=sys.stderr)
         return 130
+    except RuntimeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     finally:
         destroy_namespaces()
         restorer.restore()

@@ -17,7 +17,9 @@ WORK="$(mktemp -d /tmp/capr-mk.XXXXXX)"
 A=capr-a; B=capr-b
 PIDS=()
 
+CAP_PID=
 cleanup() {
+    [ -n "$CAP_PID" ] && kill "$CAP_PID" 2>/dev/null || true
     for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done
     ip netns del $A 2>/dev/null || true
     ip netns del $B 2>/dev/null || true
@@ -39,7 +41,8 @@ setup_net() {
     ina ethtool -K veth-a tso off gso off gro off >/dev/null 2>&1 || true
     inb ethtool -K veth-b tso off gso off gro off >/dev/null 2>&1 || true
     mkdir -p "$WORK/www"; echo "hello from capanalyze's test server" > "$WORK/www/hello.txt"
-    inb python3 -m http.server 8080 --bind :: --directory "$WORK/www" >/dev/null 2>&1 &
+    ip netns exec $B python3 -m http.server 8080 --bind :: --directory "$WORK/www" \
+        >/dev/null 2>&1 &
     PIDS+=($!)
     sleep 1
 }
@@ -47,7 +50,8 @@ setup_net() {
 # start_capture FILE CMD...: run a capture tool in namespace A until stop_capture
 start_capture() {
     local file=$1; shift
-    ina "$@" -w "$WORK/$file" >/dev/null 2>&1 &
+    # not via ina(): `ip netns exec` execs the tool, so $! is the tool's own pid
+    ip netns exec $A "$@" -w "$WORK/$file" >/dev/null 2>&1 &
     CAP_PID=$!
     sleep 1.5
 }
@@ -106,7 +110,7 @@ capture_all() {
     stop_capture
 
     # pcapng from dumpcap on two interfaces with different link types (Ethernet + any)
-    ina dumpcap -q -i veth-a -i any -w "$WORK/two_if.pcapng" >/dev/null 2>&1 &
+    ip netns exec $A dumpcap -q -i veth-a -i any -w "$WORK/two_if.pcapng" >/dev/null 2>&1 &
     CAP_PID=$!; sleep 2
     tcp_exchange
     stop_capture

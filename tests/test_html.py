@@ -1,0 +1,113 @@
+"""The HTML report: one self-contained file, the Markdown report's content, charts
+embedded, every capture-derived string escaped."""
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+
+import capanalyze
+from capanalyze.report import build, render
+from capanalyze.pipeline import Settings, analyze
+from capanalyze.vantage import match_report
+
+CRAFTED = Path(__file__).resolve().parents[1] / "sample_pcaps" / "crafted"
+
+
+class Tags(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.tags: list[tuple[str, dict]] = []
+        self.text: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append((tag, dict(attrs)))
+
+    def handle_data(self, data):
+        self.text.append(data)
+
+
+def parse(page: str) -> Tags:
+    p = Tags()
+    p.feed(page)
+    return p
+
+
+def cli_html(*captures, out: Path) -> str:
+    run = subprocess.run([sys.executable, "-m", "capanalyze", "diagnose", *map(str, captures),
+                          "-f", "html", "-o", str(out)], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    return out.read_text()
+
+
+@pytest.mark.parametrize("name", ["redis_retries2_924s", "nlb_350s", "sse_proxy_cut_15s"])
+def test_html_has_every_stall_and_its_chart(tmp_path, name):
+    page = cli_html(CRAFTED / f"{name}.pcap", out=tmp_path / "r.html")
+    cap = capanalyze.load(CRAFTED / f"{name}.pcap")
+    tags = parse(page)
+    text = "".join(tags.text)
+    for s in cap.diagnosis["stalls"]:
+        assert s["class"] in text
+        frames = ", ".join(str(f) for f in s["frames"][:20])
+        assert f"frames {frames}" in text
+        assert s["evidence"][0] in text
+        assert s["remedy"].splitlines()[0] in text
+    imgs = [a for t, a in tags.tags if t == "img"]
+    stalled_flows = {s["flow_id"] for s in cap.diagnosis["stalls"]}
+    assert len(imgs) == len(stalled_flows) + 1          # one per stalled flow + the overview
+    assert all(a["src"].startswith("data:image/png;base64,") for a in imgs)
+    assert text.count("connections stalled") == 1
+    # the connections table: one row per connection
+    assert sum(1 for t, _ in tags.tags if t == "tr") >= len(cap.flows) + 1
+
+
+def test_html_is_self_contained(tmp_path):
+    page = cli_html(CRAFTED / "nlb_350s.pcap", out=tmp_path / "r.html")
+    for tag, attrs in parse(page).tags:
+        assert tag not in ("script", "link", "iframe")
+        for key in ("src", "href"):
+            value = attrs.get(key) or ""
+            assert not value.startswith(("http:", "https:", "//")), (tag, attrs)
+    assert page.count("<html") == 1 and page.rstrip().endswith("</html>")
+
+
+@pytest.mark.parametrize("hostile", ["<script>x.pcap", "\"><img src=x onerror=alert(1)>.pcap"])
+def test_hostile_file_name_is_escaped(tmp_path, hostile):
+    odd = tmp_path / hostile
+    shutil.copy(CRAFTED / "redis_retries2_924s.pcap", odd)
+    page = cli_html(odd, out=tmp_path / "r.html")
+    assert "<script" not in page
+    assert "<img src=x" not in page
+    assert "onerror=alert(1)>" not in page.replace("&gt;", ">").split("<body>")[0]
+    tags = parse(page)
+    assert all(t != "script" for t, _ in tags.tags)
+    assert [a for t, a in tags.tags if t == "img" and not a["src"].startswith("data:")] == []
+    assert hostile in "".join(tags.text)              # shown to the reader, as text
+
+
+def test_two_vantages_chart_each_capture(tmp_path):
+    page = cli_html(CRAFTED / "nat_gateway_350s.pcap", CRAFTED / "nat_gateway_350s.server.pcap",
+                    out=tmp_path / "r.html")
+    tags = parse(page)
+    text = "".join(tags.text)
+    assert "capture 0" in text and "capture 1" in text
+    settings = Settings(keep_packets=True)
+    analyses = [analyze(CRAFTED / n, settings) for n in ("nat_gateway_350s.pcap", "nat_gateway_350s.server.pcap")]
+    report = build(analyses, match_report(analyses))
+    charted = {(s.get("capture", 0), s["flow_id"]) for s in report["stalls"]}
+    imgs = [a for t, a in tags.tags if t == "img"]
+    assert len(imgs) == len(charted) + 2                 # + one overview per capture
+
+
+def test_html_without_packets_still_renders():
+    settings = Settings()
+    analyses = [analyze(CRAFTED / "nlb_350s.pcap", settings)]
+    page = render(build(analyses), "html", None)
+    assert "silent_middlebox_eviction" in page and "<img" not in page
+    # with only the notable packets, the charts still draw (from the event packets)
+    page = render(build(analyses), "html", analyses)
+    assert page.count("data:image/png;base64,") == 3

@@ -1,0 +1,230 @@
+"""Charts: what is drawn (markers, lines, labels), not only that a file appears."""
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import capanalyze
+from capanalyze import plot
+from capanalyze.craft import Conversation, write_pcap
+from capanalyze.plot import timeaxis
+from capanalyze.plot.flow import DENSE_PACKETS
+
+CRAFTED = Path(__file__).resolve().parents[1] / "sample_pcaps" / "crafted"
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def redis():
+    return capanalyze.load(CRAFTED / "redis_retries2_924s.pcap")
+
+
+@pytest.fixture(scope="module")
+def nlb():
+    return capanalyze.load(CRAFTED / "nlb_350s.pcap")
+
+
+def artist(ax, gid):
+    found = [a for a in ax.get_children() if a.get_gid() == gid]
+    return found
+
+
+def offsets(ax, kind) -> np.ndarray:
+    found = artist(ax, f"kind:{kind}")
+    assert len(found) <= 1
+    return found[0].get_offsets() if found else np.zeros((0, 2))
+
+
+def texts(ax, gid) -> list[str]:
+    return [t.get_text() for t in ax.texts if t.get_gid() == gid]
+
+
+def line_xs(ax, gid) -> list[float]:
+    return [float(np.asarray(line.get_xdata())[0]) for line in ax.lines if line.get_gid() == gid]
+
+
+# ------------------------------------------------------------------ flow timeline
+def test_redis_backoff_markers_gap_and_give_up(redis):
+    fig = redis.flow(0).plot()
+    ax = fig.axes[0]
+    start = redis.flows.loc[0, "start_ts"]
+    retrans = offsets(ax, "retransmission")
+    assert len(retrans) == 15 == redis.flows.loc[0, "retransmissions"]
+    # each marker at its frame's time, in the client->server lane (above)
+    expected = redis.flow(0).packets.query("retransmission")["ts"].to_numpy() - start
+    assert np.allclose(np.sort(retrans[:, 0]), np.sort(expected))
+    assert (retrans[:, 1] > 0.5).all()
+    labels = texts(ax, "gap-label")
+    assert any("1800.0 s" in t and "30 min" in t and "no keepalive" in t for t in labels), labels
+    chain = redis.backoffs.iloc[0]
+    assert line_xs(ax, "give-up") == pytest.approx([chain.give_up_ts - start])
+    assert any("924.6" in t and "tcp_retries2=15" in t for t in texts(ax, "give-up-label"))
+    # the intervals of the capped part are written between the markers
+    assert texts(ax, "interval").count("120 s") >= 5
+    assert "15 retransmissions" in texts(ax, "backoff-caption")[0]
+
+
+def test_redis_axis_is_broken_across_the_30_min_idle(redis):
+    ax = redis.flow(0).plot().axes[0]
+    scale = ax.xaxis.get_transform()
+    # 1.5 s of commands before the gap get a sizable share of the width, not one pixel
+    lo, hi = ax.get_xlim()
+    share = (scale.transform([1.6])[0] - scale.transform([lo])[0]) / (
+        scale.transform([hi])[0] - scale.transform([lo])[0])
+    assert share > 0.08
+    assert sum(t.get_text() == "//" for t in ax.texts) == 2
+
+
+def test_nlb_timeout_line_350_s_after_idle_start(nlb):
+    ax = nlb.flow(0).plot().axes[0]
+    start = nlb.flows.loc[0, "start_ts"]
+    idle_start = nlb.flow(0).gaps.iloc[0]["start_ts"] - start
+    xs = line_xs(ax, "timeout")
+    assert any(abs(x - (idle_start + 350)) < 1e-6 for x in xs), xs
+    assert any(t.startswith("350 s idle: AWS Network Load Balancer") for t in texts(ax, "timeout-label"))
+    assert len(offsets(ax, "rst")) == 1
+    assert any("forged RST" in t for t in texts(ax, "forged-rst"))
+
+
+def test_nlb_keepalive_markers(nlb):
+    ax = nlb.flow(1).plot().axes[0]
+    row = nlb.flows.loc[1]
+    assert row["client_port"] == 51530
+    assert len(offsets(ax, "keepalive")) == row["keepalives"] == 15
+    assert len(offsets(ax, "keepalive_ack")) == 15
+    assert len(offsets(ax, "retransmission")) == 0
+    # one gap label with the 960 s wait and its keepalives; no axis cut (probes every 60 s)
+    assert any("960.0 s" in t and "15 keepalives" in t for t in texts(ax, "gap-label"))
+    assert not any(t.get_text() == "//" for t in ax.texts)
+
+
+def test_sse_cut_line_at_15_s_age():
+    cap = capanalyze.load(CRAFTED / "sse_proxy_cut_15s.pcap")
+    ax = cap.flow(0).plot().axes[0]
+    assert line_xs(ax, "timeout") == pytest.approx([15.0])
+    assert len(offsets(ax, "fin")) == 2
+    # the stream closed: no "idle until the capture ended" after the FINs
+    assert texts(ax, "gap-label") == []
+
+
+def test_every_packet_is_drawn_once(nlb):
+    ax = nlb.flow(0).plot().axes[0]
+    n = sum(len(a.get_offsets()) for a in ax.collections if str(a.get_gid()).startswith("kind:"))
+    assert n == nlb.flows.loc[0, "packets"]
+
+
+def test_dense_flow_is_aggregated(tmp_path):
+    conv = Conversation(client=("192.0.2.10", 50123), server=("198.51.100.20", 443), rtt=0.02)
+    conv.handshake(at=0.0)
+    conv.send("c", b"GET /big HTTP/1.1\r\n\r\n", at=0.1)
+    for i in range(40):
+        conv.send("s", b"x" * 1448 * 50, at=0.2 + i * 0.05)
+    for i in range(40):
+        conv.send("s", b"y" * 1448 * 50, at=900.2 + i * 0.05)
+    conv.close("c", at=905.0)
+    write_pcap(tmp_path / "dense.pcap", conv)
+    cap = capanalyze.load(tmp_path / "dense.pcap")
+    n = int(cap.flows.loc[0, "packets"])
+    assert n > DENSE_PACKETS
+    ax = cap.flow(0).plot().axes[0]
+    assert offsets(ax, "data").size == 0 and offsets(ax, "ack").size == 0
+    density = [a for a in ax.get_children() if str(a.get_gid()).startswith("density:")]
+    assert len(density) == 2
+    counted = sum(float(np.sum(a.get_data()[0] - a.get_data().baseline)) for a in density)
+    assert counted > 0
+    assert len(offsets(ax, "syn")) == 2 and len(offsets(ax, "fin")) == 2
+    path = tmp_path / "dense.png"
+    plot.save(ax.figure, path)
+    assert path.read_bytes()[:8] == PNG_MAGIC
+
+
+def test_dollar_signs_in_names_are_not_mathtext(tmp_path, redis):
+    odd = tmp_path / "cost$1$ and $x^2$.pcap"
+    shutil.copy(CRAFTED / "redis_retries2_924s.pcap", odd)
+    cap = capanalyze.load(odd)
+    path = tmp_path / "odd.png"
+    plot.save(cap.flow(0).plot(), path)
+    assert path.read_bytes()[:8] == PNG_MAGIC
+
+
+# ------------------------------------------------------------------ several flows, overview
+def test_flows_figure_one_panel_per_flow_capped(redis):
+    fig = plot.flows_figure(redis.main, [0, 1])
+    assert len(fig.axes) == 2
+    fig = plot.flows_figure(redis.main, [0] * 13)
+    assert len(fig.axes) == plot.MAX_PANELS
+    assert "12 of 13" in fig._suptitle.get_text()
+
+
+@pytest.mark.parametrize("name", ["nlb_350s", "sse_proxy_cut_15s", "nat_gateway_350s",
+                                  "redis_retries2_924s"])
+def test_overview_one_row_per_connection(name):
+    cap = capanalyze.load(CRAFTED / f"{name}.pcap")
+    ax = cap.plot_overview().axes[0]
+    lifespans = [c for c in ax.containers if _container_gid(c) == "lifespans"]
+    assert len(lifespans) == 1
+    assert len(lifespans[0].patches) == len(cap.flows)
+    stalls = [c for c in ax.containers if _container_gid(c) == "stalls"]
+    assert sum(len(c.patches) for c in stalls) == len(cap.stalls)
+    # stalled connections come first
+    labels = [t.get_text() for t in ax.get_yticklabels()]
+    stalled = set(cap.flows.index[cap.flows["verdict"] != "healthy"])
+    first = {int(label.split(":")[0]) for label in labels[:len(stalled)]}
+    assert first == stalled
+
+
+def _container_gid(container):
+    return container.patches[0].get_gid() if container.patches else None
+
+
+def test_overview_caps_rows(nlb):
+    fig = plot.overview(nlb.main, max_rows=1)
+    ax = fig.axes[0]
+    assert len(ax.get_yticks()) == 1
+    assert "first 1 of 2" in ax.get_title(loc="left")
+
+
+# ------------------------------------------------------------------ files
+def test_save_png_and_svg(tmp_path, nlb):
+    png, svg = tmp_path / "a.png", tmp_path / "a.svg"
+    plot.save(nlb.flow(0).plot(), png)
+    plot.save(nlb.plot_overview(), svg)
+    assert png.read_bytes()[:8] == PNG_MAGIC
+    root = ET.parse(svg).getroot()
+    assert root.tag.endswith("svg")
+    with pytest.raises(capanalyze.errors.CaptureError):
+        plot.save(nlb.flow(0).plot(), tmp_path / "a.jpg")
+
+
+def test_cli_plot_stalls(tmp_path):
+    out = tmp_path / "stalls.svg"
+    run = subprocess.run([sys.executable, "-m", "capanalyze", "plot", str(CRAFTED / "nlb_350s.pcap"),
+                          "--stalls", "-o", str(out)], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    root = ET.parse(out).getroot()
+    assert root.tag.endswith("svg")
+    bad = subprocess.run([sys.executable, "-m", "capanalyze", "plot", str(CRAFTED / "nlb_350s.pcap"),
+                          "--flow", "99", "-o", str(tmp_path / "x.png")], capture_output=True, text=True)
+    assert bad.returncode != 0 and "Traceback" not in bad.stderr
+
+
+# ------------------------------------------------------------------ the broken axis
+def test_time_axis_cuts_only_long_silences():
+    backoff = 1801.5 + np.array([0, 0.2, 0.6, 1.4, 3.0, 6.2, 12.6, 25.4, 51.0, 102.2, 204.6,
+                                 324.6, 444.6, 564.6, 684.6, 804.6, 924.6])
+    axis = timeaxis.build(np.concatenate([[0.0, 0.5, 1.0, 1.5], backoff]))
+    assert len(axis.breaks) == 1
+    a, b = axis.breaks[0]
+    assert 1.5 < a < b < 1801.5
+    t = np.linspace(-10, 2800, 500)
+    v = axis.forward(t)
+    assert np.all(np.diff(v) > 0)
+    assert np.allclose(axis.inverse(v), t)
+    steady = timeaxis.build(np.arange(0, 900, 60.0))
+    assert steady.breaks == []
