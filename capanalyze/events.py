@@ -54,19 +54,23 @@ def _stack(chunks, width):
     return np.concatenate(chunks) if chunks else np.zeros((0, width), dtype=np.int64)
 
 
-def _packet_matrix(packets: pd.DataFrame) -> np.ndarray:
-    P = np.empty((len(packets), ts.N_P), dtype=np.int64)
-    for col, name in ((ts.P_FRAME, "frame"), (ts.P_TS, "ts_ns"), (ts.P_FLOW, "flow_id"),
-                      (ts.P_DIR, "dir"), (ts.P_FLAGS, "tcp_flags"), (ts.P_SEQ, "seq"),
-                      (ts.P_ACK, "ack"), (ts.P_WIN, "window"), (ts.P_LEN, "payload_len"),
-                      (ts.P_WSCALE, "wscale"), (ts.P_TTL, "ttl"), (ts.P_IPID, "ip_id"),
-                      (ts.P_TSVAL, "tsval")):
-        P[:, col] = packets[name].to_numpy()
+def _packet_matrix(packets) -> np.ndarray:
+    names = ("frame", "ts_ns", "flow_id", "dir", "tcp_flags", "seq", "ack", "window",
+             "payload_len", "wscale", "ttl", "ip_id", "tsval")
+    cols = [np.asarray(packets[name]) for name in names]
+    P = np.empty((len(cols[0]), ts.N_P), dtype=np.int64)
+    ts.pack_packets(P, *cols)
     return P
 
 
 def annotate(packets: pd.DataFrame, state: TcpState, n_flows: int) -> pd.DataFrame:
-    """Add event columns to a chunk that already has flow_id/dir; returns it."""
+    """Add event columns to a DataFrame chunk that already has flow_id/dir."""
+    add_event_columns(packets, event_arrays(run(packets, state, n_flows)))
+    return packets
+
+
+def run(packets, state: TcpState, n_flows: int) -> np.ndarray:
+    """The TCP rules over one chunk (DataFrame or dict of arrays) -> output matrix."""
     state.ensure_flows(n_flows)
     P = _packet_matrix(packets)
     O = np.zeros((len(P), ts.N_O), dtype=np.int64)
@@ -79,21 +83,26 @@ def annotate(packets: pd.DataFrame, state: TcpState, n_flows: int) -> pd.DataFra
         pos, ng, nr = ts._annotate_kernel(P, O, state.D, state.T, G, R, pos, state.gap_ns)
         state.gap_chunks.append(G[:ng])
         state.rst_chunks.append(R[:nr])
-    _add_event_columns(packets, O)
-    return packets
+    return O
 
 
-def _add_event_columns(packets: pd.DataFrame, O: np.ndarray):
-    ev = O[:, ts.O_EVENTS]
-    packets["events"] = ev.astype(np.uint32)
+def event_arrays(O: np.ndarray) -> dict[str, np.ndarray]:
+    """The kernel's outputs as named columns (compact: no booleans yet)."""
+    return {"events": O[:, ts.O_EVENTS].astype(np.uint32), "rel_seq": O[:, ts.O_REL_SEQ],
+            "rel_ack": O[:, ts.O_REL_ACK], "win": O[:, ts.O_WIN],
+            "orig_frame": O[:, ts.O_ORIG_FRAME], "orig_ts_ns": O[:, ts.O_ORIG_TS]}
+
+
+def add_event_columns(table: pd.DataFrame, arrays: dict[str, np.ndarray]):
+    """Expand the event bits into the documented boolean columns of the packet table."""
+    ev = np.asarray(arrays["events"])
+    table["events"] = ev
     for name, bit in ts.EVENT_BITS.items():
-        packets[name] = (ev & bit) != 0
-    packets["retrans_kind"] = retrans_kind(ev)
-    packets["rel_seq"] = O[:, ts.O_REL_SEQ]
-    packets["rel_ack"] = O[:, ts.O_REL_ACK]
-    packets["win"] = O[:, ts.O_WIN]
-    packets["orig_frame"] = O[:, ts.O_ORIG_FRAME]
-    packets["orig_ts"] = O[:, ts.O_ORIG_TS] / 1e9
+        table[name] = (ev & bit) != 0
+    table["retrans_kind"] = retrans_kind(ev)
+    for name in ("rel_seq", "rel_ack", "win", "orig_frame"):
+        table[name] = arrays[name]
+    table["orig_ts"] = np.asarray(arrays["orig_ts_ns"]) / 1e9
 
 
 def retrans_kind(ev: np.ndarray) -> pd.Categorical:
@@ -106,6 +115,6 @@ def retrans_kind(ev: np.ndarray) -> pd.Categorical:
     return pd.Categorical.from_codes(code, categories=RETRANS_KINDS)
 
 
-def notable(packets: pd.DataFrame) -> pd.DataFrame:
+def notable_mask(events: np.ndarray) -> np.ndarray:
     """The rows a diagnosis needs when the full packet table is not kept."""
-    return packets[(packets["events"].to_numpy() & ts.EV_NOTABLE) != 0]
+    return (np.asarray(events) & ts.EV_NOTABLE) != 0

@@ -156,11 +156,10 @@ def _assign_kernel(src, dst, sport, dport, flags, seq, slot_keys, slot_flow, tab
 
 
 def assign_flows(packets, keys: FlowKeys):
-    """Add `flow_id` and `dir` to a packet-table chunk, in place; returns it."""
+    """Add `flow_id` and `dir` to a packet-table chunk (DataFrame or dict of arrays)."""
     cols = _int_columns(packets, ("sport", "dport", "tcp_flags", "seq"))
-    src = packets["src"].cat.codes.to_numpy().astype(np.int64)
-    dst = packets["dst"].cat.codes.to_numpy().astype(np.int64)
-    n = len(packets)
+    src, dst = address_codes(packets, "src"), address_codes(packets, "dst")
+    n = len(cols["seq"])
     flow = np.empty(n, dtype=np.int64)
     direction = np.empty(n, dtype=np.int8)
     pos = 0
@@ -177,7 +176,14 @@ def assign_flows(packets, keys: FlowKeys):
 
 
 def _int_columns(packets, names):
-    return {name: packets[name].to_numpy().astype(np.int64) for name in names}
+    return {name: np.asarray(packets[name]).astype(np.int64) for name in names}
+
+
+def address_codes(packets, name: str) -> np.ndarray:
+    """Interned address codes of a DataFrame chunk (categorical) or a column chunk."""
+    if f"{name}_code" in packets:
+        return np.asarray(packets[f"{name}_code"]).astype(np.int64)
+    return packets[name].cat.codes.to_numpy().astype(np.int64)
 
 
 def flows_table(keys: FlowKeys, state, addresses) -> "pd.DataFrame":

@@ -14,11 +14,6 @@ from __future__ import annotations
 
 import os
 import sys
-import warnings
-
-# Hashes multiply with wrap-around, as compiled code does; numpy warns when interpreted.
-warnings.filterwarnings("ignore", "overflow encountered", RuntimeWarning, r"capanalyze\.")
-
 COMPILE_ABOVE_BYTES = 1 << 20   # interpreted kernels do ~30k packets/s: < 1 s here
 
 _registry: list["Kernel"] = []

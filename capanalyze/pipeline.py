@@ -10,7 +10,9 @@ the same flows, events and stalls.
 """
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
+from queue import Queue
 
 import numpy as np
 import pandas as pd
@@ -57,23 +59,49 @@ def analyze(source, settings: Settings | None = None, progress=None) -> Analysis
     jit.choose(reader.info.bytes_total)
     keys, state = FlowKeys(), events.TcpState(settings.gap_s)
     kept, notable = [], []
-    for chunk in reader.chunks():
-        assign_flows(chunk, keys)
-        events.annotate(chunk, state, int(keys.count[0]))
-        notable.append(events.notable(chunk))
+    for cols in _prefetch(reader.columns()):
+        assign_flows(cols, keys)
+        cols.update(events.event_arrays(events.run(cols, state, int(keys.count[0]))))
+        keep = events.notable_mask(cols["events"])
+        notable.append({name: column[keep] for name, column in cols.items()})
         if settings.keep_packets:
-            kept.append(chunk)
+            kept.append(cols)
         if progress:
             progress(reader.info.bytes_read, reader.info.bytes_total)
     info = reader.info
     n_flows = int(keys.count[0])
     capture_end = info.last_ts if info.last_ts is not None else 0.0
     state.close(n_flows, info.last_ts_ns or 0)
-    addresses = reader.addresses.categories()
-    flows = flows_table(keys, state, addresses).set_index("flow_id", drop=False)
-    packets = concat(kept, reader.addresses) if settings.keep_packets else None
-    return _derive(info, flows, state, concat(notable, reader.addresses), packets,
+    flows = flows_table(keys, state, reader.addresses.categories()).set_index("flow_id", drop=False)
+    packets = packet_table(kept, reader) if settings.keep_packets else None
+    return _derive(info, flows, state, packet_table(notable, reader), packets,
                    capture_end, settings)
+
+
+def _prefetch(chunks, depth: int = 2):
+    """Read and decode the next chunks in a second thread while this one analyses:
+    compiled kernels release the GIL, so both cores work. Interpreted: run inline."""
+    if not jit.is_compiled():
+        yield from chunks
+        return
+    queue: Queue = Queue(maxsize=depth)
+    done = object()
+
+    def produce():
+        try:
+            for item in chunks:
+                queue.put(item)
+            queue.put(done)
+        except BaseException as exc:  # handed to the consumer, raised there
+            queue.put(exc)
+
+    worker = threading.Thread(target=produce, daemon=True, name="capanalyze-reader")
+    worker.start()
+    while (item := queue.get()) is not done:
+        if isinstance(item, BaseException):
+            raise item
+        yield item
+    worker.join()
 
 
 def _derive(info, flows, state, notable, packets, capture_end, settings) -> Analysis:
@@ -88,26 +116,24 @@ def _derive(info, flows, state, notable, packets, capture_end, settings) -> Anal
                     notable, packets, settings)
 
 
-def concat(chunks: list[pd.DataFrame], addresses) -> pd.DataFrame:
-    """Chunks (with event columns) -> one table with the reader's final categories."""
+EVENT_FIELDS = ("events", "rel_seq", "rel_ack", "win", "orig_frame", "orig_ts_ns")
+
+
+def packet_table(chunks: list[dict], reader) -> pd.DataFrame:
+    """Column chunks (with connection and event columns) -> one packet-table DataFrame."""
     if not chunks:
-        return _empty_annotated()
-    plain = [c.drop(columns=["src", "dst", "flags"]) for c in chunks]
-    table = plain[0].reset_index(drop=True) if len(plain) == 1 else pd.concat(plain, ignore_index=True)
-    for name in ("src", "dst"):
-        codes = np.concatenate([c[name].cat.codes.to_numpy() for c in chunks])
-        table[name] = addresses.categorical(codes)
-    table["flags"] = schema.flags_text_column(table["tcp_flags"].to_numpy())
-    order = list(schema.PACKET_COLUMNS) + [c for c in table.columns if c not in schema.PACKET_COLUMNS]
-    return table[order]
-
-
-def _empty_annotated() -> pd.DataFrame:
-    from .reader import empty_packet_table
-
-    table = empty_packet_table()
-    table["flow_id"] = pd.Series([], dtype="int64")
-    table["dir"] = pd.Series([], dtype="int8")
-    O = np.zeros((0, events.ts.N_O), dtype=np.int64)
-    events._add_event_columns(table, O)
+        return _empty_table(reader)
+    cols = {name: np.concatenate([c[name] for c in chunks]) for name in chunks[0]}
+    table = reader.to_frame(cols, extra=("flow_id", "dir"))
+    events.add_event_columns(table, cols)
     return table
+
+
+def _empty_table(reader) -> pd.DataFrame:
+    from .reader.decode import TCP_FIELDS
+
+    cols = {name: np.zeros(0, dtype) for name, dtype in TCP_FIELDS.items()}
+    cols.update(src_code=np.zeros(0, np.int32), dst_code=np.zeros(0, np.int32),
+                flow_id=np.zeros(0, np.int64), dir=np.zeros(0, np.int8))
+    cols.update(events.event_arrays(np.zeros((0, events.ts.N_O), dtype=np.int64)))
+    return packet_table([cols], reader)

@@ -104,6 +104,18 @@ MASK32 = 0xFFFFFFFF
 
 
 @kernel
+def pack_packets(P, frame, ts_ns, flow, direction, flags, seq, ack, window, length, wscale,
+                 ttl, ip_id, tsval):
+    """Columns of a chunk -> the row-major int64 matrix the rules walk (one pass)."""
+    for i in range(len(frame)):
+        row = P[i]
+        row[P_FRAME], row[P_TS], row[P_FLOW], row[P_DIR] = frame[i], ts_ns[i], flow[i], direction[i]
+        row[P_FLAGS], row[P_SEQ], row[P_ACK], row[P_WIN] = flags[i], seq[i], ack[i], window[i]
+        row[P_LEN], row[P_WSCALE], row[P_TTL] = length[i], wscale[i], ttl[i]
+        row[P_IPID], row[P_TSVAL] = ip_id[i], tsval[i]
+
+
+@kernel
 def _unwrap(value, base, near):
     """Relative 32-bit value (value - base) placed in 64 bits closest to `near`."""
     rel = (value - base) & MASK32

@@ -84,15 +84,46 @@ def _side_or_none(dirs):
 # ---------------------------------------------------------------- backoff chains
 def backoff_chains(notable: pd.DataFrame, flows: pd.DataFrame, capture_end: float) -> pd.DataFrame:
     """Each segment retransmitted more than once by RTO backoff, with the model fit."""
-    retx = notable[notable["retransmission"] & notable["retrans_kind"].isin(["rto", "tail_probe"])]
-    sizes = retx.groupby(["flow_id", "dir", "rel_seq"], observed=True)["frame"].transform("size")
-    retx = retx[sizes >= 2]
-    by_flow = dict(iter(notable[notable["flow_id"].isin(retx["flow_id"].unique())].groupby("flow_id")))
-    rows = [
-        _chain(group, by_flow[key[0]], flows, capture_end)
-        for key, group in retx.groupby(["flow_id", "dir", "rel_seq"], sort=True, observed=True)
-    ]
+    cols = _Columns(notable)
+    is_retx = cols.retx & np.isin(cols.kind, [RTO_CODE, TLP_CODE])
+    idx = np.flatnonzero(is_retx)
+    order = idx[np.lexsort((cols.frame[idx], cols.rel_seq[idx], cols.dir[idx], cols.flow[idx]))]
+    key = np.stack([cols.flow[order], cols.dir[order], cols.rel_seq[order]], axis=1)
+    starts = np.flatnonzero(np.r_[True, (key[1:] != key[:-1]).any(axis=1)]) if len(order) else []
+    bounds = list(zip(starts, list(starts[1:]) + [len(order)]))
+    rows = [_chain(order[a:b], cols, capture_end) for a, b in bounds if b - a >= 2]
     return pd.DataFrame(rows, columns=CHAIN_COLUMNS)
+
+
+RTO_CODE, TLP_CODE = 1, 4  # events.RETRANS_KINDS codes
+
+
+class _Columns:
+    """The notable rows as plain arrays, ordered by connection, for fast lookups."""
+
+    def __init__(self, n: pd.DataFrame):
+        self.flow = n["flow_id"].to_numpy()
+        self.dir = n["dir"].to_numpy()
+        self.rel_seq = n["rel_seq"].to_numpy()
+        self.frame = n["frame"].to_numpy()
+        self.ts = n["ts"].to_numpy()
+        self.seq = n["seq"].to_numpy()
+        self.syn = n["syn"].to_numpy()
+        self.retx = n["retransmission"].to_numpy()
+        self.kind = n["retrans_kind"].cat.codes.to_numpy()
+        self.orig_frame = n["orig_frame"].to_numpy()
+        self.orig_ts = n["orig_ts"].to_numpy()
+        ev = n["events"].to_numpy()
+        self.ends = ((ev & (ts.EV_ACKS_RETRANS | ts.EV_RST | ts.EV_FIN)) != 0)
+        self.events = ev
+        self.by_flow = np.argsort(self.flow, kind="stable")
+        self.flow_sorted = self.flow[self.by_flow]
+
+    def after(self, flow_id: int, t: float) -> np.ndarray:
+        """Rows of this connection later than t that can end a chain, in file order."""
+        lo, hi = np.searchsorted(self.flow_sorted, [flow_id, flow_id + 1])
+        rows = self.by_flow[lo:hi]
+        return rows[(self.ts[rows] > t) & self.ends[rows]]
 
 
 CHAIN_COLUMNS = [
@@ -103,25 +134,24 @@ CHAIN_COLUMNS = [
 ]
 
 
-def _chain(group, notable, flows, capture_end):
-    first = group.iloc[0]
-    frames = group["frame"].tolist()
-    retx_ts = group["ts"].to_numpy()
-    orig_ts = first["orig_ts"] if first["orig_frame"] > 0 else np.nan
-    if np.isnan(orig_ts):  # the original was not seen: assume the first interval doubled
-        orig_ts = retx_ts[0] - (retx_ts[1] - retx_ts[0]) / 2
+def _chain(rows: np.ndarray, c: _Columns, capture_end: float) -> dict:
+    first = rows[0]
+    retx_ts = c.ts[rows]
+    known = c.orig_frame[first] > 0
+    # Without the original, assume the first interval was half the second (doubling).
+    orig_ts = c.orig_ts[first] if known else retx_ts[0] - (retx_ts[1] - retx_ts[0]) / 2
     times = (retx_ts - orig_ts).tolist()
     intervals = np.diff(np.concatenate([[orig_ts], retx_ts]))
-    ended_by, end_frame, end_ts = _chain_end(group, notable, capture_end)
-    fit = retries.fit_chain(times, bool(first["syn"]), ended_by == "gave_up")
+    ended_by, end_frame, end_ts = _chain_end(rows, c, capture_end)
+    fit = retries.fit_chain(times, bool(c.syn[first]), ended_by == "gave_up")
     return {
-        "flow_id": int(first["flow_id"]), "sender": SIDE[int(first["dir"])],
-        "rel_seq": int(first["rel_seq"]), "seq_raw": int(first["seq"]), "syn": bool(first["syn"]),
-        "original_frame": int(first["orig_frame"]) if first["orig_frame"] > 0 else None,
-        "original_ts": float(orig_ts), "frames": frames,
+        "flow_id": int(c.flow[first]), "sender": SIDE[int(c.dir[first])],
+        "rel_seq": int(c.rel_seq[first]), "seq_raw": int(c.seq[first]), "syn": bool(c.syn[first]),
+        "original_frame": int(c.orig_frame[first]) if known else None,
+        "original_ts": float(orig_ts), "frames": c.frame[rows].tolist(),
         "times_s": [round(t, 6) for t in times],
         "intervals_s": [round(float(x), 6) for x in intervals],
-        "retransmissions": len(frames), "first_rto_s": float(intervals[0]),
+        "retransmissions": len(rows), "first_rto_s": float(intervals[0]),
         "growth": _growth(intervals), "capped": bool(intervals.max() >= retries.RTO_MAX * 0.95),
         "ended_by": ended_by, "end_frame": end_frame, "end_ts": end_ts,
         "model": fit.model, "retries2": fit.retries2, "retries2_at_least": fit.at_least,
@@ -140,20 +170,17 @@ def _growth(intervals: np.ndarray) -> float:
     return float(np.median(ratios))
 
 
-def _chain_end(group, notable, capture_end):
+def _chain_end(rows: np.ndarray, c: _Columns, capture_end: float):
     """ACKed / RST / FIN / sender gave up / capture ended, after the last retransmission."""
-    last = group.iloc[-1]
-    after = notable[notable["ts"] > last["ts"]]
-    acks = after[(after["events"] & ts.EV_ACKS_RETRANS) != 0]
-    if len(acks):
-        return "acked", int(acks["frame"].iloc[0]), float(acks["ts"].iloc[0])
-    for kind, col in (("rst", "rst"), ("fin", "fin")):
-        hit = after[after[col]]
+    last_ts = c.ts[rows[-1]]
+    after = c.after(int(c.flow[rows[0]]), last_ts)
+    for kind, bit in (("acked", ts.EV_ACKS_RETRANS), ("rst", ts.EV_RST), ("fin", ts.EV_FIN)):
+        hit = after[(c.events[after] & bit) != 0]
         if len(hit):
-            return kind, int(hit["frame"].iloc[0]), float(hit["ts"].iloc[0])
-    intervals = np.diff(group["ts"].to_numpy())
-    next_due = last["ts"] + min(2 * intervals[-1], retries.RTO_MAX) if len(intervals) else last["ts"]
-    margin = GIVE_UP_MARGIN_S + GIVE_UP_MARGIN_FRACTION * (next_due - last["ts"])
+            return kind, int(c.frame[hit[0]]), float(c.ts[hit[0]])
+    intervals = np.diff(c.ts[rows])
+    next_due = last_ts + min(2 * intervals[-1], retries.RTO_MAX) if len(intervals) else last_ts
+    margin = GIVE_UP_MARGIN_S + GIVE_UP_MARGIN_FRACTION * (next_due - last_ts)
     if capture_end > next_due + margin:
         return "gave_up", None, float(next_due)
     return "capture_end", None, float(capture_end)

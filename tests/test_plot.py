@@ -144,6 +144,29 @@ def test_dense_flow_is_aggregated(tmp_path):
     assert path.read_bytes()[:8] == PNG_MAGIC
 
 
+def test_zero_window_probes_and_closed_window(tmp_path):
+    conv = Conversation(client=("192.0.2.10", 50123), server=("198.51.100.20", 443), rtt=0.02)
+    conv.handshake(at=0.0)
+    conv.send("c", b"GET / HTTP/1.1\r\n\r\n", at=0.1)
+    conv.send("s", b"x" * 3000, at=0.2)
+    conv.zero_window("c", at=0.5)
+    for i in range(6):
+        conv.zero_window_probe("s", at=1 + 2 ** i)
+    conv.window_update("c", at=70)
+    conv.send("s", b"y" * 1000, at=70.1)
+    conv.close("c", at=71)
+    write_pcap(tmp_path / "zw.pcap", conv)
+    cap = capanalyze.load(tmp_path / "zw.pcap")
+    ax = cap.flow(0).plot().axes[0]
+    probes = offsets(ax, "zero_window_probe")
+    assert len(probes) == 6 == int(cap.flow(0).packets["zero_window_probe"].sum())
+    assert (probes[:, 1] < 0.5).all()                       # sent by the server (lower lane)
+    assert len(offsets(ax, "zero_window")) > 0
+    # the probe waits are not idle gaps and the axis is not cut across them
+    assert texts(ax, "gap-label") == []
+    assert not any(t.get_text() == "//" for t in ax.texts)
+
+
 def test_dollar_signs_in_names_are_not_mathtext(tmp_path, redis):
     odd = tmp_path / "cost$1$ and $x^2$.pcap"
     shutil.copy(CRAFTED / "redis_retries2_924s.pcap", odd)

@@ -71,7 +71,7 @@ def flow_data(analysis, flow_id: int) -> FlowData:
 def draw_flow(ax, analysis, flow_id: int) -> dict:
     """Draw one connection into `ax`; returns {legend label: handle}."""
     d = flow_data(analysis, flow_id)
-    axis = timeaxis.build(_anchor_times(d), d.t)
+    axis = timeaxis.build(_anchor_times(d), d.t, keep=_chain_spans(d))
     ax.set_xscale("function", functions=(axis.forward, axis.inverse))
     ax.set_xlim(*axis.limits)
     ax.set_ylim(-0.5, TOP)
@@ -142,7 +142,7 @@ def _gaps(ax, d, axis, handles):
     for g in d.gaps.itertuples(index=False):
         a, b = float(g.start_ts) - d.t0, float(g.end_ts) - d.t0
         if any(lo <= a < hi for lo, hi in in_chain):
-            continue    # waiting between retransmissions is not idle: the chain says it
+            continue    # waiting between retries or probes is not idle: the chain says it
         patch = ax.axvspan(a, b, color=style.GAP_COLOR, alpha=0.45, lw=0, zorder=0.5)
         handles.setdefault("idle gap", patch)
         if axis.width(a, b) < LABEL_MIN_WIDTH:
@@ -164,7 +164,8 @@ def _free_spot(axis, a, b, lines) -> float:
 
 
 def _chain_spans(d) -> list[tuple[float, float]]:
-    spans = []
+    """Backoff chains and zero-window episodes: waits that are not idleness."""
+    spans = [(float(z.start_ts) - d.t0, float(z.end_ts) - d.t0) for z in d.zero_windows.itertuples()]
     for c in d.backoffs.itertuples(index=False):
         start = float(c.original_ts) if present(c.original_ts) else None
         if start is not None:

@@ -54,9 +54,11 @@ class TimeAxis:
         return [tuple(self.forward(np.array([a, b]))) for a, b in self.clusters]
 
 
-def build(times: np.ndarray, packets: np.ndarray | None = None) -> TimeAxis:
+def build(times: np.ndarray, packets: np.ndarray | None = None, keep=()) -> TimeAxis:
     """The axis for these event times (seconds since the connection start). A cluster
-    with no packet in it (only, say, the capture's end) gets a narrow slot."""
+    with no packet in it (only, say, the capture's end) gets a narrow slot. Silences
+    inside a `keep` span (t0, t1) are never cut: the waits of a backoff or of
+    zero-window probes are the story, not dead time."""
     times = np.unique(np.asarray(times, dtype=float))
     times = times[np.isfinite(times)]
     if len(times) == 0:
@@ -64,7 +66,10 @@ def build(times: np.ndarray, packets: np.ndarray | None = None) -> TimeAxis:
     span = max(float(times[-1] - times[0]), 1e-3)
     steps = np.diff(times)
     threshold = max(BREAK_FRACTION * span, MIN_BREAK_S)
-    cut = np.flatnonzero(steps > threshold)
+    long = steps > threshold
+    for a, b in keep:
+        long &= ~((times[:-1] >= a - 1e-9) & (times[1:] <= b + 1e-9))
+    cut = np.flatnonzero(long)
     cut = np.sort(cut[np.argsort(steps[cut])[::-1][:MAX_BREAKS]])
     starts = np.concatenate([[0], cut + 1])
     ends = np.concatenate([cut, [len(times) - 1]])

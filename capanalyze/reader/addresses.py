@@ -27,7 +27,11 @@ def address_text(hi: int, lo: int) -> str:
 
 @kernel(inline="always")
 def _slot(hi, lo, mask):
-    h = (hi * np.uint64(0x9E3779B97F4A7C15)) ^ (lo * np.uint64(0xC2B2AE3D27D4EB4F))
+    # 32-bit halves times 32-bit odd constants never overflow 64 bits, so the compiled
+    # and interpreted kernels hash alike and numpy has nothing to warn about.
+    m32, s32 = np.uint64(0xFFFFFFFF), np.uint64(32)
+    h = ((hi & m32) * np.uint64(0x9E3779B1)) ^ ((hi >> s32) * np.uint64(0x85EBCA77)) \
+        ^ ((lo & m32) * np.uint64(0xC2B2AE3D)) ^ ((lo >> s32) * np.uint64(0x27D4EB2F))
     return np.int64((h ^ (h >> np.uint64(29))) & np.uint64(mask))
 
 

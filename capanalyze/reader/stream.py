@@ -87,6 +87,12 @@ class CaptureReader:
     # ---- the chunk loop -------------------------------------------------------------
     def chunks(self):
         """Packet-table DataFrames in file order; each at most max_rows rows."""
+        for cols in self.columns():
+            yield self.to_frame(cols)
+
+    def columns(self):
+        """The same chunks as dicts of numpy arrays (TCP_FIELDS + src_code/dst_code):
+        the fast path, with no pandas work per chunk."""
         if self._started:
             raise RuntimeError("chunks() can be iterated only once per reader")
         self._started = True
@@ -145,7 +151,7 @@ class CaptureReader:
                            self.info.records, outcome, aux, rows)
         self._account(ts_ns, outcome, aux, n, k)
         if k:
-            yield self._frame(rows, k)
+            yield self._columns(rows, k)
 
     def _account(self, ts_ns, outcome, aux, n, k) -> None:
         info = self.info
@@ -161,15 +167,25 @@ class CaptureReader:
         info.out_of_order_ts += backwards
         self._last_ts = int(ts_ns[-1])
 
-    def _frame(self, rows: TcpRows, k: int) -> pd.DataFrame:
+    def _columns(self, rows: TcpRows, k: int) -> dict:
         col = {name: getattr(rows, name)[:k] for name in TCP_FIELDS}
         codes = self.addresses.codes(np.concatenate([col["src_hi"], col["dst_hi"]]),
                                      np.concatenate([col["src_lo"], col["dst_lo"]]))
-        col["src"] = self.addresses.categorical(codes[:k])
-        col["dst"] = self.addresses.categorical(codes[k:])
-        col["flags"] = schema.flags_text_column(col["tcp_flags"])
-        col["ts"] = col["ts_ns"] / 1e9
-        return pd.DataFrame({name: col[name] for name in schema.PACKET_COLUMNS}, copy=False)
+        col["src_code"], col["dst_code"] = codes[:k], codes[k:]
+        return col
+
+    def to_frame(self, col: dict, extra: tuple[str, ...] = ()) -> pd.DataFrame:
+        """A column chunk (or several concatenated) as a packet-table DataFrame."""
+        out = {name: col[name] for name in schema.PACKET_COLUMNS
+               if name not in ("src", "dst", "flags", "ts")}
+        out["src"] = self.addresses.categorical(col["src_code"])
+        out["dst"] = self.addresses.categorical(col["dst_code"])
+        out["flags"] = schema.flags_text_column(col["tcp_flags"])
+        out["ts"] = col["ts_ns"] / 1e9
+        table = pd.DataFrame({name: out[name] for name in schema.PACKET_COLUMNS}, copy=False)
+        for name in extra:
+            table[name] = col[name]
+        return table
 
     # ---- endings --------------------------------------------------------------------
     def _warn_truncated(self, present: int, needed: int) -> None:
