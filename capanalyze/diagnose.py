@@ -17,6 +17,7 @@ middlebox_cut              closed/reset in the middle of steady traffic at an ag
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -65,6 +66,7 @@ class Tables:
 
     def __post_init__(self):
         self.gap_index = GapIndex(self.gaps)
+        self.flow_rows = Rows(self.flows)   # flows are indexed by flow_id = position
 
 
 def diagnose(t: Tables, opts: Options) -> tuple[pd.DataFrame, dict | None]:
@@ -82,15 +84,26 @@ def diagnose(t: Tables, opts: Options) -> tuple[pd.DataFrame, dict | None]:
         _name_culprits(s, bracket)
         if s.cls in ("silent_middlebox_eviction", "missing_keepalive"):
             s.remedy = _keepalive_remedy(t, s, bracket, opts)
-    return _stall_frame(t.flows, stalls), bracket
+    return _stall_frame(t.flow_rows, stalls), bracket
 
 
 # ------------------------------------------------------------ eviction
+class Rows:
+    """Row k of a table as an object with attribute access, from numpy columns:
+    microseconds per row where pandas' .loc/.iloc take a millisecond."""
+
+    def __init__(self, table: pd.DataFrame):
+        self.columns = {name: table[name].to_numpy() for name in table.columns}
+
+    def __getitem__(self, k: int) -> SimpleNamespace:
+        return SimpleNamespace(**{name: col[k] for name, col in self.columns.items()})
+
+
 class GapIndex:
     """Find the idle gap that ended at a packet, without a pandas query per lookup."""
 
     def __init__(self, gaps: pd.DataFrame):
-        self.rows = list(gaps.itertuples(index=False))
+        self.rows = Rows(gaps)
         self.flow = gaps["flow_id"].to_numpy()
         self.end_ts = gaps["end_ts"].to_numpy()
         self.end_frame = gaps["end_frame"].fillna(0).to_numpy(dtype=np.int64)
@@ -101,9 +114,12 @@ class GapIndex:
         if frame is not None:
             exact = np.flatnonzero(self.end_frame[lo:hi] == frame)
             if len(exact):
-                return self.rows[lo + exact[-1]]
+                return self.row(lo + exact[-1])
         near = np.flatnonzero((ends <= ts + 1e-6) & (ends >= ts - 1.0))
-        return self.rows[lo + near[-1]] if len(near) else None
+        return self.row(lo + near[-1]) if len(near) else None
+
+    def row(self, k: int):
+        return self.rows[k]
 
 
 def _evictions_by_backoff(t: Tables, opts: Options) -> list[Stall]:
@@ -116,7 +132,7 @@ def _evictions_by_backoff(t: Tables, opts: Options) -> list[Stall]:
         s = Stall(chain.flow_id, "silent_middlebox_eviction", gap.start_ts,
                   chain.end_ts or t.capture_end, idle,
                   _chain_frames(chain, gap), [], ["no_keepalive"] if gap.keepalives == 0 else [])
-        s.evidence = evidence.eviction_by_backoff(t.flows.loc[chain.flow_id], gap, chain)
+        s.evidence = evidence.eviction_by_backoff(t.flow_rows[chain.flow_id], gap, chain)
         s.backoff = _backoff_dict(chain)
         s.factors += _chain_factors(chain)
         s.confidence = 0.75 + (0.15 if chain.ended_by == "gave_up" else 0.05)
@@ -150,7 +166,7 @@ def _rst_eviction(t: Tables, rst, on_idle) -> Stall:
     idle = gap.duration_s if gap is not None else rst.trigger_idle_s
     start = gap.start_ts if gap is not None else rst.ts - idle
     s = Stall(rst.flow_id, "silent_middlebox_eviction", start, rst.ts, idle, frames, [], factors)
-    s.evidence = evidence.eviction_by_rst(t.flows.loc[rst.flow_id], gap, rst, on_idle is not None)
+    s.evidence = evidence.eviction_by_rst(t.flow_rows[rst.flow_id], gap, rst, on_idle is not None)
     if rst.forged:
         s.factors.append("forged_rst")
     if rst.peer_kept_sending:
@@ -170,7 +186,7 @@ def _unreachable(t: Tables, opts: Options) -> list[Stall]:
             continue
         s = Stall(chain.flow_id, "peer_unreachable", chain.original_ts,
                   chain.end_ts or t.capture_end, idle, _chain_frames(chain, None), [])
-        s.evidence = evidence.unreachable(t.flows.loc[chain.flow_id], chain)
+        s.evidence = evidence.unreachable(t.flow_rows[chain.flow_id], chain)
         s.backoff = _backoff_dict(chain)
         s.factors += _chain_factors(chain) + (["syn_unanswered"] if chain.syn else [])
         s.confidence = 0.8 if chain.ended_by == "gave_up" else 0.65
@@ -240,7 +256,7 @@ def _missing_keepalive(t: Tables, opts: Options, timeout: float, found) -> list[
             gap.ended_by in ("fin", "rst") and gap.end_from == "client")
         if not ended_badly:
             continue
-        flow = t.flows.loc[gap.flow_id]
+        flow = t.flow_rows[gap.flow_id]
         s = Stall(gap.flow_id, "missing_keepalive", gap.start_ts, gap.end_ts, gap.duration_s,
                   _frames(gap, _int(gap.end_frame)), evidence.missing_keepalive(flow, gap, timeout),
                   ["no_keepalive", "capture_ended" if gap.ended_by == "capture_end" else "waiter_gave_up"],
@@ -259,7 +275,7 @@ def _slow_answers(t: Tables, opts: Options, timeout: float, found) -> list[Stall
         proxy_gave_up = gap.ended_by in ("fin", "rst") and gap.end_from == "server"
         if not (answered or proxy_gave_up):
             continue
-        flow = t.flows.loc[gap.flow_id]
+        flow = t.flow_rows[gap.flow_id]
         s = Stall(gap.flow_id, "app_slowness", gap.start_ts, gap.end_ts, gap.duration_s,
                   _frames(gap, _int(gap.end_frame)), evidence.slow_answer(flow, gap, timeout),
                   ["server_think_time"], confidence=0.75, waiting="client")
@@ -314,10 +330,11 @@ def _episode(rows, start, end, capture_end):
 def _zero_windows(t: Tables, opts: Options) -> list[Stall]:
     out = []
     episodes = t.zero_windows
+    probes = t.notable.loc[t.notable["zero_window_probe"], "flow_id"].value_counts().to_dict()
     for ep in episodes[episodes["duration_s"] >= opts.min_stall].itertuples(index=False):
         frames = [ep.start_frame] + ([] if pd.isna(ep.end_frame) else [int(ep.end_frame)])
         s = Stall(ep.flow_id, "app_slowness", ep.start_ts, ep.end_ts, None, frames,
-                  evidence.zero_window(t.flows.loc[ep.flow_id], ep, t.notable),
+                  evidence.zero_window(t.flow_rows[ep.flow_id], ep, probes.get(ep.flow_id, 0)),
                   ["zero_window"], confidence=0.85, waiting="server" if ep.side == "client" else "client")
         if not ep.reopened:
             s.factors.append("capture_ended")
@@ -330,13 +347,9 @@ def _zero_windows(t: Tables, opts: Options) -> list[Stall]:
 def _cuts(t: Tables, opts: Options) -> list[Stall]:
     out = []
     for pk in _cut_candidates(t, opts).itertuples(index=False):
-        flow = t.flows.loc[pk.flow_id]
+        flow = t.flow_rows[pk.flow_id]
         age = pk.ts - flow.start_ts
         fits = catalog.fitting_cut(age)
-        tol = max(ROUND_AGE_TOL_S, 2 * flow.first_rtt_s)
-        round_age = round(age) >= 5 and abs(age - round(age)) <= tol
-        if not fits and not round_age:
-            continue
         kind = "rst" if pk.rst else "fin"
         side = "server" if pk.dir == 1 else "client"
         s = Stall(int(pk.flow_id), "middlebox_cut", flow.start_ts, pk.ts, None,
@@ -359,7 +372,12 @@ def _cut_candidates(t: Tables, opts: Options) -> pd.DataFrame:
     streamed = flows["packets_s2c"].to_numpy()   # whichever side closed, the server streamed
     keep = ((flows["max_idle_s"].to_numpy() <= STEADY_MAX_GAP_S) & (streamed >= 5)
             & (age >= opts.min_stall))
-    return first[keep]
+    tol = np.maximum(ROUND_AGE_TOL_S, 2 * flows["first_rtt_s"].to_numpy())
+    round_age = (np.round(age) >= 5) & (np.abs(age - np.round(age)) <= tol)
+    cuts = np.array(sorted({m.timeout_s for m in catalog.middleboxes() if m.kind == "closes"}))
+    near_catalog = (np.abs(age[:, None] - cuts[None, :])
+                    <= np.maximum(0.5, 0.02 * age)[:, None]).any(axis=1)
+    return first[keep & (round_age | near_catalog)]
 
 
 # ------------------------------------------------------------ culprits and bracket
@@ -399,17 +417,17 @@ def _keepalive_remedy(t: Tables, s: Stall, bracket: dict | None, opts: Options) 
         timeout = min(c["timeout_s"] for c in s.culprits)
     else:
         timeout = s.idle_before_s or catalog.smallest_silent_timeout()
-    port = int(t.flows.loc[s.flow_id, "server_port"])
+    port = int(t.flow_rows[s.flow_id].server_port)
     text = remedy.keepalive(timeout, s.waiting or "client", port)
     if s.backoff:
         text += "\n" + remedy.fail_fast(s.backoff.get("give_up_s"))
     return text
 
 
-def _stall_frame(flows: pd.DataFrame, stalls: list[Stall]) -> pd.DataFrame:
+def _stall_frame(flows: Rows, stalls: list[Stall]) -> pd.DataFrame:
     rows = []
     for s in sorted(stalls, key=lambda s: (s.start_ts, s.flow_id)):
-        flow = flows.loc[s.flow_id]
+        flow = flows[s.flow_id]
         rows.append({
             "flow_id": s.flow_id, "client": flow.client, "server": flow.server,
             "class": s.cls, "factors": s.factors, "confidence": round(min(s.confidence, 0.97), 2),
@@ -430,7 +448,8 @@ STALL_COLUMNS = ["flow_id", "client", "server", "class", "factors", "confidence"
 def verdicts(flows: pd.DataFrame, stalls: pd.DataFrame) -> pd.Series:
     """A flow's verdict: the class of its most severe stall, else 'healthy'."""
     verdict = pd.Series("healthy", index=flows.index, dtype=object)
-    rank = {c: i for i, c in enumerate(SEVERITY)}
-    for flow_id, group in stalls.groupby("flow_id"):
-        verdict.loc[flow_id] = min(group["class"], key=rank.__getitem__)
+    if len(stalls):
+        rank = stalls["class"].map({c: i for i, c in enumerate(SEVERITY)})
+        worst = rank.groupby(stalls["flow_id"]).min()
+        verdict.loc[worst.index] = np.asarray(SEVERITY, dtype=object)[worst.to_numpy()]
     return verdict

@@ -122,11 +122,10 @@ def slow_answer(flow, gap, timeout) -> list[str]:
             f"the server took {duration(gap.duration_s)} to answer; {how}", end]
 
 
-def zero_window(flow, ep, notable) -> list[str]:
-    probes = notable[(notable["flow_id"] == ep.flow_id) & notable["zero_window_probe"]]
+def zero_window(flow, ep, probes: int) -> list[str]:
     out = [f"frame {ep.start_frame} ({clock(ep.start_ts)}): the {ep.side} advertises a zero "
            "window: its application stopped reading",
-           f"{len(probes)} zero-window probes from the other side were answered (the transport was alive)"]
+           f"{probes} zero-window probes from the other side were answered (the transport was alive)"]
     if ep.reopened:
         out.append(f"frame {ep.end_frame}: the window reopened after {duration(ep.duration_s)}")
     else:

@@ -115,7 +115,7 @@ def pack_packets(P, frame, ts_ns, flow, direction, flags, seq, ack, window, leng
         row[P_IPID], row[P_TSVAL] = ip_id[i], tsval[i]
 
 
-@kernel
+@kernel(inline="always")
 def _unwrap(value, base, near):
     """Relative 32-bit value (value - base) placed in 64 bits closest to `near`."""
     rel = (value - base) & MASK32
@@ -125,7 +125,7 @@ def _unwrap(value, base, near):
     return near + delta
 
 
-@kernel
+@kernel(inline="always")
 def _remember_segment(d, seq, frame, ts):
     pos = d[D_RING_POS] % RING
     d[D_RING + 3 * pos] = seq
@@ -134,7 +134,7 @@ def _remember_segment(d, seq, frame, ts):
     d[D_RING_POS] += 1
 
 
-@kernel
+@kernel(inline="always")
 def _original(d, seq, o):
     """Frame and time that first carried `seq`, among the last few new segments."""
     for k in range(RING):
@@ -143,7 +143,7 @@ def _original(d, seq, o):
             o[O_ORIG_TS] = d[D_RING + 3 * k + 2]
 
 
-@kernel
+@kernel(inline="always")
 def _is_duplicate_capture(d, p):
     if d[D_LAST_FRAME] == 0 or p[P_TS] - d[D_LAST_TS] > DUP_CAPTURE_NS:
         return False
@@ -156,7 +156,7 @@ def _is_duplicate_capture(d, p):
     return p[P_TSVAL] >= 0 and p[P_TSVAL] == d[D_LAST_TSVAL] and p[P_TS] - d[D_LAST_TS] < 1_000_000
 
 
-@kernel
+@kernel(inline="always")
 def _init_direction(d, r, p):
     """First packet of a direction: base sequence as Wireshark sets it."""
     d[D_SEEN] = 1
@@ -170,7 +170,7 @@ def _init_direction(d, r, p):
         r[D_WSCALE] = -1
 
 
-@kernel
+@kernel(inline="always")
 def _rebase_on_syn(d, r, p):
     """A direction's SYN after other packets of it (the RST refusing a first SYN, then
     the SYN-ACK of a retry on the same 4-tuple): sequence space starts again at the ISN,
@@ -183,7 +183,7 @@ def _rebase_on_syn(d, r, p):
     r[D_DUPACKS] = 0
 
 
-@kernel
+@kernel(inline="always")
 def _window_scale(d, r, p):
     """Scaled window; the scale is known once both SYNs were seen."""
     flags = p[P_FLAGS]
@@ -199,7 +199,7 @@ def _window_scale(d, r, p):
     return p[P_WIN]
 
 
-@kernel
+@kernel(inline="always")
 def _classify_window_and_probes(d, r, p, seq, ack, seglen, win, ev):
     flags = p[P_FLAGS]
     nosfr = (flags & (SYN | FIN | RST)) == 0
@@ -238,7 +238,7 @@ def _classify_window_and_probes(d, r, p, seq, ack, seglen, win, ev):
     return ev, False
 
 
-@kernel
+@kernel(inline="always")
 def _classify_retransmission(d, r, p, seq, seglen, ev, first_rtt):
     """Retransmission / fast / spurious / out-of-order, as Wireshark decides them."""
     flags = p[P_FLAGS]
@@ -264,7 +264,7 @@ def _classify_retransmission(d, r, p, seq, seglen, ev, first_rtt):
     return ev
 
 
-@kernel
+@kernel(inline="always")
 def _advance_sequence(d, p, seq, seglen, ev):
     flags = p[P_FLAGS]
     nxt = seq + seglen + (1 if flags & (SYN | FIN) else 0)
@@ -284,7 +284,7 @@ def _advance_sequence(d, p, seq, seglen, ev):
         d[D_RETX_END] = seq + seglen + (1 if flags & (SYN | FIN) else 0)
 
 
-@kernel
+@kernel(inline="always")
 def _record_ack(d, r, p, ack, ev):
     """Bookkeeping of this packet's ACK field against the reverse direction's data."""
     if not (p[P_FLAGS] & ACK):
@@ -300,7 +300,7 @@ def _record_ack(d, r, p, ack, ev):
     return ev
 
 
-@kernel
+@kernel(inline="always")
 def _remember_last(d, p, ack, win, ev):
     if not (d[D_LASTACK_SET] and ack == d[D_LASTACK]):
         d[D_DUPACKS] = 0
@@ -314,7 +314,7 @@ def _remember_last(d, p, ack, win, ev):
     _remember_raw(d, p)
 
 
-@kernel
+@kernel(inline="always")
 def _remember_raw(d, p):
     d[D_LAST_TS] = p[P_TS]
     d[D_LAST_FRAME] = p[P_FRAME]
@@ -327,7 +327,7 @@ def _remember_raw(d, p):
     d[D_LAST_TSVAL] = p[P_TSVAL]
 
 
-@kernel
+@kernel(inline="always")
 def _count(d, p, ev):
     d[D_PKTS] += 1
     d[D_BYTES] += p[P_LEN]
@@ -339,7 +339,7 @@ def _count(d, p, ev):
     d[D_N_ZWP] += (ev & EV_ZWP) != 0
 
 
-@kernel
+@kernel(inline="always")
 def _handshake(t, p, ev):
     flags = p[P_FLAGS]
     if flags & SYN and not flags & ACK:
@@ -354,7 +354,7 @@ def _handshake(t, p, ev):
             t[T_FIRST_RTT] = p[P_TS] - t[T_SYN_TS]
 
 
-@kernel
+@kernel(inline="always")
 def _unacked(D, flow, direction):
     d = D[2 * flow + direction]
     if not d[D_NEXT_SET]:
@@ -363,7 +363,7 @@ def _unacked(D, flow, direction):
     return max(d[D_NEXT] - una, 0)
 
 
-@kernel
+@kernel(inline="always")
 def _emit_gap(G, ng, D, t, flow, end_frame, end_ts, end_dir, end_flags, end_len, end_ev,
               end_seq_end):
     g = G[ng]
@@ -388,7 +388,7 @@ def _emit_gap(G, ng, D, t, flow, end_frame, end_ts, end_dir, end_flags, end_len,
     g[G_CLOSED] = t[T_FIN_FROM] | (t[T_RST_FROM] << 2)
 
 
-@kernel
+@kernel(inline="always")
 def _emit_rst(R, nr, d, t, p, seq, ack, r):
     rec = R[nr]
     rec[R_FLOW] = p[P_FLOW]
@@ -410,7 +410,7 @@ def _emit_rst(R, nr, d, t, p, seq, ack, r):
     rec[R_SENDER_PKTS] = d[D_PKTS]
 
 
-@kernel
+@kernel(inline="always")
 def _track_activity(t, p, ev, seq_end, G, ng, D, gap_ns):
     """Idle bookkeeping: keepalives do not end a gap; anything else does."""
     ts = p[P_TS]
@@ -442,7 +442,7 @@ def _track_activity(t, p, ev, seq_end, G, ng, D, gap_ns):
     return ng, ev
 
 
-@kernel
+@kernel(inline="always")
 def _open_flow(t, p):
     t[T_SEEN] = 1
     t[T_FIRST_FRAME] = p[P_FRAME]
@@ -452,7 +452,7 @@ def _open_flow(t, p):
     t[T_LAST_DATA_DIR] = -1
 
 
-@kernel
+@kernel(inline="always")
 def _finish_flow_packet(t, p, ev):
     flags = p[P_FLAGS]
     if p[P_LEN] > 0 and not ev & (EV_KEEPALIVE | EV_ZWP):
@@ -471,7 +471,7 @@ def _finish_flow_packet(t, p, ev):
     t[T_LAST_TS] = p[P_TS]
 
 
-@kernel
+@kernel(inline="always")
 def _analyze_packet(p, o, D, T, G, ng, R, nr, gap_ns):
     flow, direction = p[P_FLOW], p[P_DIR]
     d, r, t = D[2 * flow + direction], D[2 * flow + 1 - direction], T[flow]

@@ -32,8 +32,9 @@ def build(analyses: list, matches: list[dict] | None = None) -> dict:
             if len(analyses) > 1:
                 report["eviction_threshold"]["capture"] = index
     if matches is not None:
-        report["matches"] = matches
-    return clean(report)
+        report["matches"] = clean(matches)
+    report["captures"] = clean(report["captures"])
+    return report
 
 
 def _capture(info) -> dict:
@@ -43,11 +44,23 @@ def _capture(info) -> dict:
 
 
 def _rows(frame, fields, index, n_captures) -> list[dict]:
-    rows = frame[[f for f in fields if f in frame.columns]].to_dict("records")
+    """Rows as dicts of plain Python values, column by column (fast for 100k flows)."""
+    names = [f for f in fields if f in frame.columns]
+    columns = [_plain_column(frame[name]) for name in names]
+    rows = [dict(zip(names, values)) for values in zip(*columns)]
     if n_captures > 1:
         for row in rows:
             row["capture"] = index
     return rows
+
+
+def _plain_column(series) -> list:
+    if series.dtype.kind == "f":
+        values = series.to_numpy()
+        return [None if v != v else v for v in values.tolist()]
+    if series.dtype.kind in "iub":
+        return series.to_numpy().tolist()
+    return [clean(v) for v in series.tolist()]
 
 
 def clean(value):
@@ -74,4 +87,5 @@ def clean(value):
 
 
 def to_json(report: dict) -> str:
-    return json.dumps(report, indent=2)
+    # Indented for people; a capture with thousands of connections is read by scripts.
+    return json.dumps(report, indent=2 if len(report["flows"]) <= 2000 else None)
