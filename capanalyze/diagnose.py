@@ -29,6 +29,7 @@ SEVERITY = ["silent_middlebox_eviction", "missing_keepalive", "middlebox_cut",
 EVICTION_MIN_IDLE_S = 15.0   # shorter quiet spells before a black hole are "unreachable"
 STEADY_MAX_GAP_S = 5.0       # heartbeat cadence that counts as steady traffic
 ROUND_AGE_TOL_S = 0.05     # timers firing at whole seconds land within this (+ RTTs)
+HEARTBEAT_MAX_BYTES = 300  # mean server payload per packet of a heartbeat stream
 
 
 @dataclass
@@ -84,6 +85,11 @@ def diagnose(t: Tables, opts: Options) -> tuple[pd.DataFrame, dict | None]:
         _name_culprits(s, bracket)
         if s.cls in ("silent_middlebox_eviction", "missing_keepalive"):
             s.remedy = _keepalive_remedy(t, s, bracket, opts)
+            if not s.culprits and not opts.idle_timeout:
+                # Black-holed after an idle no known box times out at: a peer that lost
+                # its state (restart, failover) fits as well as a middlebox.
+                s.factors.append("no_known_timeout")
+                s.confidence -= 0.25
     return _stall_frame(t.flow_rows, stalls), bracket
 
 
@@ -122,9 +128,23 @@ class GapIndex:
         return self.rows[k]
 
 
+def _unanswered_backoffs(t: Tables):
+    """Chains that look like RTO backoff and were never answered. A SYN answered by a
+    RST was refused, not lost; probes repeated at a fixed interval (nmap) are not a
+    stack backing off."""
+    b = t.backoffs
+    if not len(b):
+        return b.itertuples(index=False)
+    first = b["intervals_s"].map(lambda iv: iv[0])
+    last = b["intervals_s"].map(lambda iv: iv[-1])
+    backing_off = (b["retransmissions"] <= 2) | (last >= 1.5 * first)
+    refused = b["syn"] & (b["ended_by"] == "rst")
+    return b[(b["ended_by"] != "acked") & backing_off & ~refused].itertuples(index=False)
+
+
 def _evictions_by_backoff(t: Tables, opts: Options) -> list[Stall]:
     out = []
-    for chain in t.backoffs[t.backoffs["ended_by"] != "acked"].itertuples(index=False):
+    for chain in _unanswered_backoffs(t):
         gap = t.gap_index.before(chain.flow_id, chain.original_ts, _int(chain.original_frame))
         idle = gap.duration_s if gap is not None else 0.0
         if idle < EVICTION_MIN_IDLE_S or chain.syn:
@@ -147,10 +167,19 @@ def _evictions_by_rst(t: Tables, opts: Options) -> list[Stall]:
         on_idle = t.gap_index.before(rst.flow_id, rst.ts, int(rst.frame)) if rst.forged else None
         if on_idle is not None and on_idle.duration_s < EVICTION_MIN_IDLE_S:
             on_idle = None
-        if not (answered_idle or on_idle is not None):
+        if not (answered_idle or on_idle is not None) or _closed_before(t, rst):
             continue
         out.append(_rst_eviction(t, rst, on_idle))
     return out
+
+
+def _closed_before(t: Tables, rst) -> bool:
+    """The RST's sender had closed (FIN) before the idle: its socket is gone, so a
+    RST to a late packet is the stack's correct answer, not a middlebox's."""
+    gap = t.gap_index.before(rst.flow_id, rst.ts, int(rst.frame))  # keepalives don't end gaps
+    if gap is None and not pd.isna(rst.trigger_frame):
+        gap = t.gap_index.before(rst.flow_id, rst.ts - rst.trigger_delay_s, int(rst.trigger_frame))
+    return gap is not None and gap.fin_before in (rst.sender, "both")
 
 
 def _rst_eviction(t: Tables, rst, on_idle) -> Stall:
@@ -179,7 +208,7 @@ def _rst_eviction(t: Tables, rst, on_idle) -> Stall:
 
 def _unreachable(t: Tables, opts: Options) -> list[Stall]:
     out = []
-    for chain in t.backoffs[t.backoffs["ended_by"] != "acked"].itertuples(index=False):
+    for chain in _unanswered_backoffs(t):
         gap = t.gap_index.before(chain.flow_id, chain.original_ts, _int(chain.original_frame))
         idle = gap.duration_s if gap is not None else 0.0
         if idle >= EVICTION_MIN_IDLE_S and not chain.syn:
@@ -350,6 +379,8 @@ def _cuts(t: Tables, opts: Options) -> list[Stall]:
         flow = t.flow_rows[pk.flow_id]
         age = pk.ts - flow.start_ts
         fits = catalog.fitting_cut(age)
+        if _idle_close(t, pk) or not (fits or _heartbeats(flow)):
+            continue
         kind = "rst" if pk.rst else "fin"
         side = "server" if pk.dir == 1 else "client"
         s = Stall(int(pk.flow_id), "middlebox_cut", flow.start_ts, pk.ts, None,
@@ -372,12 +403,27 @@ def _cut_candidates(t: Tables, opts: Options) -> pd.DataFrame:
     streamed = flows["packets_s2c"].to_numpy()   # whichever side closed, the server streamed
     keep = ((flows["max_idle_s"].to_numpy() <= STEADY_MAX_GAP_S) & (streamed >= 5)
             & (age >= opts.min_stall))
-    tol = np.maximum(ROUND_AGE_TOL_S, 2 * flows["first_rtt_s"].to_numpy())
+    tol = np.clip(2 * flows["first_rtt_s"].to_numpy(), ROUND_AGE_TOL_S, 2 * ROUND_AGE_TOL_S)
     round_age = (np.round(age) >= 5) & (np.abs(age - np.round(age)) <= tol)
     cuts = np.array(sorted({m.timeout_s for m in catalog.middleboxes() if m.kind == "closes"}))
     near_catalog = (np.abs(age[:, None] - cuts[None, :])
                     <= np.maximum(0.5, 0.02 * age)[:, None]).any(axis=1)
     return first[keep & (round_age | near_catalog)]
+
+
+def _idle_close(t: Tables, pk) -> bool:
+    """A close ending a whole-second silence is an idle timer (e.g. Apache's 5 s
+    KeepAliveTimeout on a connection nobody was waiting on), not a cut mid-stream."""
+    gap = t.gap_index.before(pk.flow_id, pk.ts, int(pk.frame))
+    if gap is None or gap.duration_s < 2:
+        return False
+    return abs(gap.duration_s - round(gap.duration_s)) <= 2 * ROUND_AGE_TOL_S
+
+
+def _heartbeats(flow) -> bool:
+    """Small, frequent server messages (SSE events, pings), not a bulk transfer that a
+    user aborted: needed when the age matches no known proxy timeout."""
+    return flow.packets_s2c >= 5 and flow.bytes_s2c / max(flow.packets_s2c, 1) < HEARTBEAT_MAX_BYTES
 
 
 # ------------------------------------------------------------ culprits and bracket
@@ -402,7 +448,10 @@ def _name_culprits(s: Stall, bracket: dict | None):
     if s.culprits or s.cls not in ("silent_middlebox_eviction", "missing_keepalive"):
         return
     low = bracket["low_s"] if bracket else 0.0
-    fits = sorted(catalog.fitting_idle(s.idle_before_s or 0.0, low), key=lambda m: m.timeout_s)
+    idle = s.idle_before_s or 0.0
+    if bracket:  # every eviction in the capture is the same box: the bracket bounds it
+        idle = min(idle, bracket["high_s"])
+    fits = sorted(catalog.fitting_idle(idle, low), key=lambda m: m.timeout_s)
     s.culprits = [{"name": m.name, "timeout_s": m.timeout_s} for m in fits]
 
 

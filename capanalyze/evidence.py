@@ -8,9 +8,19 @@ import pandas as pd
 import pandas as pd
 
 
+def utc_text(ts: float, fmt: str) -> str:
+    """strftime of a capture time in UTC. A damaged capture can carry times outside the
+    calendar: those are shown as seconds since the epoch instead of failing."""
+    try:
+        return datetime.fromtimestamp(ts, tz=timezone.utc).strftime(fmt)
+    except (OverflowError, OSError, ValueError):
+        return f"{ts:.3f} s since the epoch"
+
+
 def clock(ts: float) -> str:
     """UTC wall-clock time with milliseconds, as in the capture."""
-    return datetime.fromtimestamp(ts, tz=timezone.utc).strftime("%H:%M:%S.%f")[:-3]
+    text = utc_text(ts, "%H:%M:%S.%f")
+    return text[:-3] if not text.endswith("epoch") else text
 
 
 def duration(s: float) -> str:
@@ -91,10 +101,12 @@ def eviction_by_rst(flow, gap, rst, on_idle: bool = False) -> list[str]:
 
 
 def unreachable(flow, chain) -> list[str]:
-    what = "SYN" if chain.syn else "segment"
     first = chain.frames[0] if pd.isna(chain.original_frame) else int(chain.original_frame)
-    return [f"frame {first} ({clock(chain.original_ts)}): the {chain.sender} sends a {what} "
-            "in the middle of the conversation (no idle period before it)",
+    opening = (f"frame {first} ({clock(chain.original_ts)}): the {chain.sender} opens the "
+               "connection (SYN); no SYN-ACK ever comes" if chain.syn else
+               f"frame {first} ({clock(chain.original_ts)}): the {chain.sender} sends a segment "
+               "in the middle of the conversation (no idle period before it)")
+    return [opening,
             *_backoff_sentences(chain),
             "no answer at all: the peer host or the path to it stopped responding"]
 

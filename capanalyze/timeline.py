@@ -14,6 +14,7 @@ from . import retries
 from . import tcpstate as ts
 
 SIDE = np.array(["client", "server"], dtype=object)
+INITIAL_TTLS = (32, 64, 128, 255)
 # A chain whose next retransmission was due this long before the capture ended was
 # given up on (Linux RTO timers fire within milliseconds of their time).
 GIVE_UP_MARGIN_S = 0.25
@@ -209,9 +210,14 @@ def rst_table(records: np.ndarray, state_D: np.ndarray) -> pd.DataFrame:
     rsts.loc[rsts["trigger_frame"] == 0, "trigger_frame"] = pd.NA
     rsts["ttl_mismatch"] = (rsts["expected_ttl"] >= 0) & (rsts["ttl"] != rsts["expected_ttl"])
     rsts["ip_id_jump"] = _ip_id_jump(rsts)
-    rsts["faster_than_rtt"] = rsts["trigger_delay_s"] < 0.5 * rsts["rtt_s"]
+    # Only a sender seen through routers (TTL below its initial value) can be told apart
+    # by timing: a local host answers its own packets at once.
+    remote = ~rsts["expected_ttl"].isin(INITIAL_TTLS) & (rsts["expected_ttl"] >= 0)
+    rsts["faster_than_rtt"] = remote & (rsts["trigger_delay_s"] < 0.5 * rsts["rtt_s"])
     rsts["forged_reasons"] = _forged_reasons(rsts)
-    rsts["forged"] = rsts["forged_reasons"].map(bool)
+    # An IP ID jump alone proves nothing (many hosts share one counter across all their
+    # connections): it is reported as a hint, and only TTL or timing make a RST forged.
+    rsts["forged"] = rsts["ttl_mismatch"] | rsts["faster_than_rtt"]
     return rsts
 
 
@@ -228,7 +234,7 @@ def _forged_reasons(rsts):
         why = []
         if row.ttl_mismatch:
             why.append(f"TTL {row.ttl}, but the {row.sender}'s packets arrived with TTL {row.expected_ttl}")
-        if row.ip_id_jump:
+        if row.ip_id_jump and (row.ttl_mismatch or row.faster_than_rtt):
             why.append(f"IP ID {row.ip_id} does not follow the {row.sender}'s {row.previous_ip_id}")
         if row.faster_than_rtt:
             why.append(f"came {row.trigger_delay_s * 1000:.1f} ms after frame {row.trigger_frame}, "

@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 import mutate
 from capanalyze.errors import CaptureError
 from capanalyze.pipeline import Settings, analyze
+from capanalyze.report import build, render
 from helpers import SAMPLES
 
 SEEDS = sorted((SAMPLES / "crafted").glob("*.pcap"))
@@ -42,6 +43,9 @@ def check(data: bytes):
         assert info.tcp_packets + sum(info.skipped.values()) == info.records
         assert len(result.packets) == info.tcp_packets
         assert result.packets["frame"].is_monotonic_increasing
+        report = build([result])
+        for fmt in ("text", "md", "json"):
+            assert render(report, fmt)
     return result
 
 

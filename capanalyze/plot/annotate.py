@@ -3,10 +3,10 @@ middlebox timeouts that fit the stall, the stall itself, forged RSTs, the captur
 Every vertical line drawn is recorded in `d.lines` so labels can avoid it."""
 from __future__ import annotations
 
-from datetime import datetime, timezone
 
 import numpy as np
 
+from ..evidence import utc_text
 from . import style
 from .style import KIND, LANE_Y, plain, present
 
@@ -55,7 +55,7 @@ def _give_up(ax, d, c, handles):
     n = f"≥{c.retries2}" if bool(c.retries2_at_least) else f"={c.retries2}"
     after = " (after the capture ended)" if x > d.capture_end + 1e-6 else ""
     verb = "gave up" if c.ended_by == "gave_up" else "gives up"
-    when = datetime.fromtimestamp(float(c.give_up_ts), tz=timezone.utc).strftime("%H:%M:%S")
+    when = utc_text(float(c.give_up_ts), "%H:%M:%S")
     ax.text(x, 1.38, f"tcp_retries2{n} {verb} at {when}\n+{c.give_up_s:.1f} s after the original{after}",
             rotation=90, ha="right", va="top", fontsize=7.5, color=style.GIVE_UP_COLOR,
             gid="give-up-label", zorder=5)

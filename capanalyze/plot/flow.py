@@ -9,12 +9,12 @@ measured from where the idle started.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from ..evidence import utc_text
 from . import annotate, style, timeaxis
 from .style import KIND, KINDS, LANE_Y, plain, present, seconds
 
@@ -121,7 +121,7 @@ def _axis_text(ax, d, analysis, axis):
     ax.set_title(plain(f"flow {r['flow_id']}: {r['client']} → {r['server']}  —  {r['verdict']}"),
                  loc="left", fontsize=11, fontweight="bold",
                  color=style.CLASS_COLORS.get(str(r["verdict"]), "black"))
-    start = datetime.fromtimestamp(d.t0, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+    start = utc_text(d.t0, "%Y-%m-%d %H:%M:%S.%f")
     shown = "" if d.complete else ", notable packets only"
     ax.set_title(plain(f"t = 0 at {start} UTC · {Path(analysis.info.path).name} · "
                        f"{int(r['packets'])} packets{shown}"), loc="right", fontsize=8, color="#444444")

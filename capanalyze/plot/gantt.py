@@ -5,13 +5,13 @@ packet, idle gaps lighter, stalls coloured by class, RSTs marked.
 """
 from __future__ import annotations
 
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from matplotlib.patches import Patch
 
+from ..evidence import utc_text
 from . import style
 from .style import plain
 
@@ -107,8 +107,7 @@ def _axes(ax, fig, analysis, shown, total, t0):
 
 def _clock_axis(ax, t0):
     top = ax.secondary_xaxis("top")
-    top.xaxis.set_major_formatter(lambda x, pos: datetime.fromtimestamp(t0 + x, tz=timezone.utc)
-                                  .strftime("%H:%M:%S"))
+    top.xaxis.set_major_formatter(lambda x, pos: utc_text(t0 + x, "%H:%M:%S"))
     top.set_xlabel("UTC", fontsize=8)
     top.tick_params(labelsize=7)
 

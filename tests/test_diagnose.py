@@ -1,0 +1,76 @@
+"""Diagnosis rules on crafted pools of connections: the eviction bracket across a
+capture, culprits and remedies that follow from it, and no false alarms."""
+from __future__ import annotations
+
+import pytest
+
+from capanalyze.craft import Conversation
+
+TIMEOUT = 350.0
+IDLES = [60, 120, 200, 300, 340, 360, 420, 600, 900]
+
+
+def pooled(port: int, idle: float, seed: int) -> Conversation:
+    """A pooled connection: one exchange, `idle` seconds of silence, then a request
+    that a 350 s NAT/NLB timeout black-holes when the idle outlived it."""
+    conv = Conversation(client=("10.0.1.23", port), server=("203.0.113.50", 443), rtt=0.030,
+                        t0=1_700_000_000.0 + seed, seed=seed)
+    conv.handshake(at=0.0)
+    conv.send("c", b"GET /a HTTP/1.1\r\n\r\n", at=0.1)
+    conv.send("s", b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", at=0.2)
+    again = 0.3 + idle
+    if idle <= TIMEOUT:
+        conv.send("c", b"GET /b HTTP/1.1\r\n\r\n", at=again)
+        conv.send("s", b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", at=again + 0.1)
+    else:
+        conv.retransmit_schedule("c", b"GET /b HTTP/1.1\r\n\r\n", again, retries=8)
+    return conv
+
+
+@pytest.fixture
+def pool(analyze_capture):
+    convs = [pooled(40000 + i, idle, i) for i, idle in enumerate(IDLES)]
+    return analyze_capture(*convs)
+
+
+def test_the_bracket_contains_350_s_and_names_the_aws_entries(pool):
+    bracket = pool.bracket
+    assert bracket["low_s"] == pytest.approx(340, abs=1)
+    assert bracket["high_s"] == pytest.approx(360, abs=1)
+    assert bracket["low_s"] < TIMEOUT <= bracket["high_s"]
+    assert {"AWS Network Load Balancer", "AWS NAT gateway"} <= set(bracket["matches"])
+    assert not any("Azure" in m or "GCP" in m for m in bracket["matches"])
+
+
+def test_every_connection_idle_beyond_the_timeout_is_an_eviction_and_none_below(pool):
+    verdict = dict(zip(pool.flows["client_port"], pool.flows["verdict"]))
+    for i, idle in enumerate(IDLES):
+        want = "silent_middlebox_eviction" if idle > TIMEOUT else "healthy"
+        assert verdict[40000 + i] == want, (idle, verdict[40000 + i])
+
+
+def test_culprits_and_keepalive_follow_the_bracket(pool):
+    for stall in pool.stalls.itertuples():
+        assert [c["timeout_s"] for c in stall.culprits] == [350, 350, 350]
+        # Keepalive below the idle that survived (340 s), so below any timeout in the bracket.
+        assert "TCP_KEEPIDLE=" in stall.remedy
+        idle = int(stall.remedy.split("TCP_KEEPIDLE=")[1].split(",")[0])
+        assert 0 < idle < 340
+        assert {"no_keepalive", "retries2_exhausted"} & set(stall.factors)
+
+
+def test_user_given_timeout_drives_missing_keepalive(analyze_capture):
+    """A client waiting on a slow answer past the timeout the user knows of, no probes,
+    capture ends: missing_keepalive only when the wait outlives that timeout."""
+    conv = Conversation(client=("10.0.1.23", 41000), server=("203.0.113.50", 443), rtt=0.03)
+    conv.handshake(at=0.0)
+    conv.send("c", b"POST /report HTTP/1.1\r\n\r\n", at=0.1)
+    later = Conversation(client=("10.0.1.23", 41001), server=("203.0.113.50", 443), rtt=0.03,
+                         t0=1_700_000_120.0, seed=2)   # the capture runs on to 120 s
+    later.handshake(at=0.0)
+    default = analyze_capture(conv, later, min_stall=5.0)
+    assert "missing_keepalive" not in set(default.stalls["class"])   # 120 s < 240 s (Azure)
+    told = analyze_capture(conv, later, idle_timeout=60.0, min_stall=5.0)
+    stall = told.stalls[told.stalls["class"] == "missing_keepalive"].iloc[0]
+    assert stall.client.endswith(":41000") and "capture_ended" in stall.factors
+    assert stall.idle_before_s == pytest.approx(120, abs=0.2)
