@@ -44,15 +44,16 @@ def _alarm(signum, frame):
 
 
 def wireshark_count(data: bytes) -> int | None:
-    """Records Wireshark reads, or None when it reports the file damaged."""
+    """Records Wireshark reads, or None when it reports the file damaged or does not
+    read it as a capture at all (it falls back to showing any file as one 'MIME' frame)."""
     with tempfile.NamedTemporaryFile(suffix=".pcap") as f:
         f.write(data)
         f.flush()
-        proc = subprocess.run(["capinfos", "-c", "-M", "-T", "-r", f.name],
+        proc = subprocess.run(["capinfos", "-t", "-c", "-M", "-T", "-r", f.name],
                               capture_output=True, text=True, timeout=60)
-    if proc.returncode != 0:
-        return None
     fields = proc.stdout.strip().split("\t")
+    if proc.returncode != 0 or len(fields) < 3 or not fields[1].startswith("pcap"):
+        return None
     try:
         return int(fields[-1])
     except ValueError:

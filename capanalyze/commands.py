@@ -155,21 +155,28 @@ def _export(table, format: TableFormat, output: Optional[Path]):
         _write(table.to_csv(index=False), output)
 
 
+FLOW_TABLE = (("flow_id", "flow"), ("client", "client"), ("server", "server"),
+              ("packets", "pkts"), ("bytes", "bytes"), ("state", "state"),
+              ("max_idle_s", "max idle s"), ("keepalives", "keepalives"),
+              ("retransmissions", "retrans"), ("rsts", "RSTs"), ("verdict", "verdict"))
+
+
 def _rich_flows(table) -> str:
     import io
+    import shutil
 
     from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
 
     out = Table(title=f"{len(table)} connections")
-    cols = ("flow_id", "client", "server", "packets", "bytes", "state", "max_idle_s",
-            "keepalives", "retransmissions", "rsts", "verdict")
-    for c in cols:
-        out.add_column(c, overflow="fold")
-    for row in table[list(cols)].itertuples(index=False):
+    for name, header in FLOW_TABLE:
+        out.add_column(header, no_wrap=name in ("client", "server", "verdict"),
+                       justify="right" if table[name].dtype.kind in "iuf" else "left")
+    for row in table[[name for name, _ in FLOW_TABLE]].itertuples(index=False):
         out.add_row(*(escape(f"{v:.1f}" if isinstance(v, float) else str(v)) for v in row))
-    console = Console(file=io.StringIO(), width=140, force_terminal=sys.stdout.isatty())
+    width = max(shutil.get_terminal_size((160, 40)).columns, 120)
+    console = Console(file=io.StringIO(), width=width, force_terminal=sys.stdout.isatty())
     console.print(out)
     return console.file.getvalue()
 

@@ -54,7 +54,8 @@ def _stack(chunks, width):
     return np.concatenate(chunks) if chunks else np.zeros((0, width), dtype=np.int64)
 
 
-def _packet_matrix(packets) -> np.ndarray:
+def packet_matrix(packets) -> np.ndarray:
+    """A chunk's columns as the row-major int64 matrix the TCP rules walk."""
     names = ("frame", "ts_ns", "flow_id", "dir", "tcp_flags", "seq", "ack", "window",
              "payload_len", "wscale", "ttl", "ip_id", "tsval")
     cols = [np.asarray(packets[name]) for name in names]
@@ -65,14 +66,13 @@ def _packet_matrix(packets) -> np.ndarray:
 
 def annotate(packets: pd.DataFrame, state: TcpState, n_flows: int) -> pd.DataFrame:
     """Add event columns to a DataFrame chunk that already has flow_id/dir."""
-    add_event_columns(packets, event_arrays(run(packets, state, n_flows)))
+    add_event_columns(packets, event_arrays(run(packet_matrix(packets), state, n_flows)))
     return packets
 
 
-def run(packets, state: TcpState, n_flows: int) -> np.ndarray:
-    """The TCP rules over one chunk (DataFrame or dict of arrays) -> output matrix."""
+def run(P: np.ndarray, state: TcpState, n_flows: int) -> np.ndarray:
+    """The TCP rules over one chunk's packet matrix -> output matrix."""
     state.ensure_flows(n_flows)
-    P = _packet_matrix(packets)
     O = np.zeros((len(P), ts.N_O), dtype=np.int64)
     O[:, ts.O_ORIG_FRAME] = -1
     pos = 0

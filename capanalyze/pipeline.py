@@ -59,9 +59,13 @@ def analyze(source, settings: Settings | None = None, progress=None) -> Analysis
     jit.choose(reader.info.bytes_total)
     keys, state = FlowKeys(), events.TcpState(settings.gap_s)
     kept, notable = [], []
-    for cols in _prefetch(reader.columns()):
+
+    def prepare(cols):  # runs in the reader thread: balances the two cores
         assign_flows(cols, keys)
-        cols.update(events.event_arrays(events.run(cols, state, int(keys.count[0]))))
+        return cols, events.packet_matrix(cols), int(keys.count[0])
+
+    for cols, P, n_flows in _prefetch(map(prepare, reader.columns())):
+        cols.update(events.event_arrays(events.run(P, state, n_flows)))
         keep = events.notable_mask(cols["events"])
         notable.append({name: column[keep] for name, column in cols.items()})
         if settings.keep_packets:

@@ -61,7 +61,7 @@ FAST_RETRANS_NS = 20_000_000             # Wireshark: within 20 ms of the last d
 LINUX_RTO_MIN_NS = 200_000_000           # earlier resends of the tail are loss probes
 DEFAULT_OOO_NS = 3_000_000               # Wireshark's out-of-order window without RTT
 
-# ---- packet matrix columns (built by _packet_matrix) ----
+# ---- packet matrix columns (built by events.packet_matrix) ----
 P_FRAME, P_TS, P_FLOW, P_DIR, P_FLAGS, P_SEQ, P_ACK, P_WIN, P_LEN = range(9)
 P_WSCALE, P_TTL, P_IPID, P_TSVAL = 9, 10, 11, 12
 N_P = 13
