@@ -57,7 +57,11 @@ class Interface:
 
 @kernel(inline="always")
 def _ticks_to_ns(ticks, binary, exp, offset_ns):
+    # if_tsresol comes from the file: any exponent 0..127 must give a number, never a
+    # shift past 63 bits or a divisor that overflowed to 0 (a hardware trap when compiled).
     if binary:
+        if exp >= 63:
+            return np.int64(ticks * (1e9 / 2.0 ** exp)) + offset_ns
         whole = ticks >> exp
         part = ticks & ((np.int64(1) << exp) - 1)
         if exp <= 30:
@@ -70,6 +74,8 @@ def _ticks_to_ns(ticks, binary, exp, offset_ns):
         for _ in range(9 - exp):
             mul *= 10
         return ticks * mul + offset_ns
+    if exp - 9 > 18:  # 10^19 exceeds int64: such ticks are all below a nanosecond
+        return offset_ns
     div = np.int64(1)
     for _ in range(exp - 9):
         div *= 10
