@@ -5,7 +5,6 @@ from datetime import datetime, timezone
 
 import pandas as pd
 
-import pandas as pd
 
 
 def utc_text(ts: float, fmt: str) -> str:
@@ -123,7 +122,7 @@ def missing_keepalive(flow, gap, timeout) -> list[str]:
     ]
 
 
-def slow_answer(flow, gap, timeout) -> list[str]:
+def slow_answer(flow, gap) -> list[str]:
     how = (f"{gap.keepalives} keepalive probes answered kept the path alive"
            if gap.keepalives else "no keepalives were needed")
     end = (f"frame {gap.end_frame} ({clock(gap.end_ts)}): the server answered after "

@@ -16,6 +16,7 @@ Roles are fixed at a connection's first packet so `dir` is final at once (stream
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 from .jit import kernel
 
 from .schema import ACK, FIN, RST, SYN
@@ -186,10 +187,8 @@ def address_codes(packets, name: str) -> np.ndarray:
     return packets[name].cat.codes.to_numpy().astype(np.int64)
 
 
-def flows_table(keys: FlowKeys, state, addresses) -> "pd.DataFrame":
+def flows_table(keys: FlowKeys, state, addresses) -> pd.DataFrame:
     """One row per connection: endpoints, roles, counts, how it ended, longest idle."""
-    import pandas as pd
-
     from . import tcpstate as ts
 
     n = int(keys.count[0])

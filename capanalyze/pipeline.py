@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from . import diagnose as dg
-from . import events, jit, schema, timeline
+from . import events, jit, timeline
 from .flows import FlowKeys, assign_flows, flows_table
 from .reader import CaptureInfo, open_capture
 

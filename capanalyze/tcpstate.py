@@ -20,7 +20,6 @@ it was forged; timeline.py turns those records into tables.
 """
 from __future__ import annotations
 
-import numpy as np
 from .jit import kernel
 
 from .schema import ACK, FIN, RST, SYN

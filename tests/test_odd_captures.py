@@ -11,7 +11,7 @@ from scapy.layers.l2 import Ether
 from scapy.packet import Raw
 from scapy.utils import wrpcap
 
-from capanalyze.craft import Conversation, write_pcap
+from capanalyze.craft import Conversation
 from capanalyze.pipeline import Settings, analyze
 
 CLIENT, SERVER = ("192.0.2.10", 50000), ("198.51.100.20", 80)

@@ -3,7 +3,6 @@ unwrapping, window scaling, keepalives and their look-alikes, retransmission kin
 duplicate captures, zero windows."""
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 from capanalyze.craft import Conversation

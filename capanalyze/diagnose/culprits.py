@@ -1,0 +1,53 @@
+"""Who did it and what to change: the capture-wide eviction bracket, the catalog
+entries a stall fits, and the keepalive remedy below every plausible timeout."""
+from __future__ import annotations
+
+
+from .. import catalog, evidence, remedy
+from .model import (Options, Stall, Tables)
+
+
+def eviction_bracket(t: Tables, stalls: list[Stall]) -> dict | None:
+    """Largest idle that survived and smallest that was evicted bracket the timeout."""
+    evicted = [s.idle_before_s for s in stalls if s.cls == "silent_middlebox_eviction"]
+    if not evicted:
+        return None
+    high = min(evicted)
+    g = t.gaps
+    survived = g[(g["keepalives"] == 0) & g["ended_by"].isin(["data_acked", "ack", "fin"])
+                 & (g["duration_s"] < high)]
+    low = float(survived["duration_s"].max()) if len(survived) else 0.0
+    matches = [m.name for m in catalog.fitting_idle(high, low)]
+    return {"low_s": round(low, 3), "high_s": round(high, 3), "matches": matches,
+            "text": evidence.bracket_text(low, high, matches)}
+
+
+def name_culprits(s: Stall, bracket: dict | None):
+    """Silent timeouts the idle fits; shortest first: with nothing to tell them apart,
+    the box with the shortest timer on the path is the one that fires."""
+    if s.culprits or s.cls not in ("silent_middlebox_eviction", "missing_keepalive"):
+        return
+    low = bracket["low_s"] if bracket else 0.0
+    idle = s.idle_before_s or 0.0
+    if bracket:  # every eviction in the capture is the same box: the bracket bounds it
+        idle = min(idle, bracket["high_s"])
+    fits = sorted(catalog.fitting_idle(idle, low), key=lambda m: m.timeout_s)
+    s.culprits = [{"name": m.name, "timeout_s": m.timeout_s} for m in fits]
+
+
+def keepalive_remedy(t: Tables, s: Stall, bracket: dict | None, opts: Options) -> str:
+    """Keepalive safely below every timeout that may be at work: below the longest
+    idle that survived (the timeout is above it), else below the shortest culprit."""
+    if opts.idle_timeout:
+        timeout = opts.idle_timeout
+    elif bracket and bracket["low_s"] > 0:
+        timeout = bracket["low_s"]
+    elif s.culprits:
+        timeout = min(c["timeout_s"] for c in s.culprits)
+    else:
+        timeout = s.idle_before_s or catalog.smallest_silent_timeout()
+    port = int(t.flow_rows[s.flow_id].server_port)
+    text = remedy.keepalive(timeout, s.waiting or "client", port)
+    if s.backoff:
+        text += "\n" + remedy.fail_fast(s.backoff.get("give_up_s"))
+    return text

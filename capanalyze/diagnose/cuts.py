@@ -1,0 +1,63 @@
+"""Middlebox cuts: a connection closed or reset mid-stream at a fixed age, by
+something that terminates TCP on the path (proxy, load balancer)."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from .. import catalog, evidence, remedy
+from .model import (HEARTBEAT_MAX_BYTES, ROUND_AGE_TOL_S,
+                    STEADY_MAX_GAP_S, Options, Stall, Tables)
+
+
+def cuts(t: Tables, opts: Options) -> list[Stall]:
+    out = []
+    for pk in _cut_candidates(t, opts).itertuples(index=False):
+        flow = t.flow_rows[pk.flow_id]
+        age = pk.ts - flow.start_ts
+        fits = catalog.fitting_cut(age)
+        if _idle_close(t, pk) or not (fits or _heartbeats(flow)):
+            continue
+        kind = "rst" if pk.rst else "fin"
+        side = "server" if pk.dir == 1 else "client"
+        s = Stall(int(pk.flow_id), "middlebox_cut", flow.start_ts, pk.ts, None,
+                  [int(flow.first_frame), int(pk.frame)],
+                  evidence.cut(flow, pk, age, kind, side), ["steady_traffic", f"cut_by_{kind}"],
+                  confidence=(0.85 if fits else 0.6) - (0.1 if side == "client" else 0.0),
+                  waiting="client" if side == "server" else "server")
+        s.culprits = [{"name": m.name, "timeout_s": m.timeout_s} for m in fits]
+        s.remedy = remedy.proxy_cut(round(age), [m.name for m in fits])
+        out.append(s)
+    return out
+
+
+def _cut_candidates(t: Tables, opts: Options) -> pd.DataFrame:
+    """First FIN/RST of each connection, sent by the server side into steady traffic."""
+    closes = t.notable[t.notable["fin"] | t.notable["rst"]]
+    first = closes.groupby("flow_id", sort=False).head(1)
+    flows = t.flows.loc[first["flow_id"].to_numpy()]
+    age = first["ts"].to_numpy() - flows["start_ts"].to_numpy()
+    streamed = flows["packets_s2c"].to_numpy()   # whichever side closed, the server streamed
+    keep = ((flows["max_idle_s"].to_numpy() <= STEADY_MAX_GAP_S) & (streamed >= 5)
+            & (age >= opts.min_stall))
+    tol = np.clip(2 * flows["first_rtt_s"].to_numpy(), ROUND_AGE_TOL_S, 2 * ROUND_AGE_TOL_S)
+    round_age = (np.round(age) >= 5) & (np.abs(age - np.round(age)) <= tol)
+    cuts = np.array(sorted({m.timeout_s for m in catalog.middleboxes() if m.kind == "closes"}))
+    near_catalog = (np.abs(age[:, None] - cuts[None, :])
+                    <= np.maximum(0.5, 0.02 * age)[:, None]).any(axis=1)
+    return first[keep & (round_age | near_catalog)]
+
+
+def _idle_close(t: Tables, pk) -> bool:
+    """A close ending a whole-second silence is an idle timer (e.g. Apache's 5 s
+    KeepAliveTimeout on a connection nobody was waiting on), not a cut mid-stream."""
+    gap = t.gap_index.before(pk.flow_id, pk.ts, int(pk.frame))
+    if gap is None or gap.duration_s < 2:
+        return False
+    return abs(gap.duration_s - round(gap.duration_s)) <= 2 * ROUND_AGE_TOL_S
+
+
+def _heartbeats(flow) -> bool:
+    """Small, frequent server messages (SSE events, pings), not a bulk transfer that a
+    user aborted: needed when the age matches no known proxy timeout."""
+    return flow.packets_s2c >= 5 and flow.bytes_s2c / max(flow.packets_s2c, 1) < HEARTBEAT_MAX_BYTES
