@@ -18,39 +18,13 @@ The kernel also cuts each connection's idle gaps (no packet other than keepalive
 longer than the threshold) and records every RST with what is needed to judge whether
 it was forged; timeline.py turns those records into tables.
 """
+# ruff: noqa: F405
 from __future__ import annotations
 
 from .jit import kernel
-
 from .schema import ACK, FIN, RST, SYN
-
-# ---- event bits (the `events` column; booleans are expanded from it) ----
-EV_SYN, EV_FIN, EV_RST = 1 << 0, 1 << 1, 1 << 2
-EV_KEEPALIVE, EV_KEEPALIVE_ACK = 1 << 3, 1 << 4
-EV_RETRANS, EV_FAST, EV_SPURIOUS, EV_TAIL_PROBE = 1 << 5, 1 << 6, 1 << 7, 1 << 8
-EV_DUP_ACK, EV_ZERO_WINDOW, EV_ZWP, EV_ZWP_ACK = 1 << 9, 1 << 10, 1 << 11, 1 << 12
-EV_WINDOW_FULL, EV_DUP_CAPTURE, EV_OUT_OF_ORDER = 1 << 13, 1 << 14, 1 << 15
-EV_LOST_SEGMENT, EV_ACK_UNSEEN, EV_WINDOW_UPDATE = 1 << 16, 1 << 17, 1 << 18
-EV_WS_KEEPALIVE = 1 << 19     # Wireshark's keep-alive rule fired (ours may disagree)
-EV_KA_NOT_SILENT = 1 << 20    # ... rejected: the direction was not silent before it
-EV_KA_AFTER_FIN = 1 << 21     # ... rejected: it sits on our own FIN's sequence number
-EV_ACKS_RETRANS = 1 << 22     # acknowledges a segment that had been retransmitted
-EV_GAP_END = 1 << 23          # first activity after an idle gap
-EV_DATA = 1 << 24             # carries payload
-
-EVENT_BITS = {
-    "syn": EV_SYN, "fin": EV_FIN, "rst": EV_RST, "keepalive": EV_KEEPALIVE,
-    "keepalive_ack": EV_KEEPALIVE_ACK, "retransmission": EV_RETRANS,
-    "dup_ack": EV_DUP_ACK, "zero_window": EV_ZERO_WINDOW, "zero_window_probe": EV_ZWP,
-    "zero_window_probe_ack": EV_ZWP_ACK, "window_full": EV_WINDOW_FULL,
-    "duplicate_capture": EV_DUP_CAPTURE, "out_of_order": EV_OUT_OF_ORDER,
-    "lost_segment": EV_LOST_SEGMENT, "ack_unseen": EV_ACK_UNSEEN,
-    "window_update": EV_WINDOW_UPDATE,
-}
-# Packets worth keeping when the CLI streams a capture without the full packet table.
-EV_NOTABLE = (EV_SYN | EV_FIN | EV_RST | EV_KEEPALIVE | EV_KEEPALIVE_ACK | EV_RETRANS
-              | EV_ZERO_WINDOW | EV_ZWP | EV_ZWP_ACK | EV_DUP_CAPTURE | EV_ACKS_RETRANS
-              | EV_GAP_END | EV_WS_KEEPALIVE)
+from .tcplayout import *  # noqa: F401,F403  (kernels read the layout as globals)
+from .tcprecords import _close_open_gaps, _emit_rst, _track_activity  # noqa: F401
 
 # ---- tunables (ns) ----
 KEEPALIVE_MIN_SILENCE_NS = 500_000_000   # below any stack's keepalive interval (>= 1 s)
@@ -59,47 +33,6 @@ DUP_CAPTURE_NS = 2_000_000               # `-i any` copies arrive microseconds a
 FAST_RETRANS_NS = 20_000_000             # Wireshark: within 20 ms of the last dup ACK
 LINUX_RTO_MIN_NS = 200_000_000           # earlier resends of the tail are loss probes
 DEFAULT_OOO_NS = 3_000_000               # Wireshark's out-of-order window without RTT
-
-# ---- packet matrix columns (built by events.packet_matrix) ----
-P_FRAME, P_TS, P_FLOW, P_DIR, P_FLAGS, P_SEQ, P_ACK, P_WIN, P_LEN = range(9)
-P_WSCALE, P_TTL, P_IPID, P_TSVAL = 9, 10, 11, 12
-N_P = 13
-# ---- output matrix columns ----
-O_EVENTS, O_REL_SEQ, O_REL_ACK, O_WIN, O_ORIG_FRAME, O_ORIG_TS = range(6)
-N_O = 6
-
-# ---- per-direction state (row = 2 * flow_id + dir) ----
-(D_SEEN, D_BASE, D_NEXT_SET, D_NEXT, D_NEXT_FRAME, D_NEXT_TS, D_MAXSEQ, D_LASTACK_SET,
- D_LASTACK, D_LASTACK_TS, D_WIN_SET, D_WINDOW, D_WS_OFFER, D_WSCALE, D_LASTSEGFLAGS,
- D_DUPACKS, D_LAST_TS, D_LAST_FRAME, D_LAST_IPID, D_LAST_TTL, D_LAST_SEQ, D_LAST_ACK,
- D_LAST_LEN, D_LAST_FLAGS, D_LAST_TSVAL, D_FIN_SET, D_FIN_SEQ, D_HIGHACK, D_RETX_END,
- D_PKTS, D_BYTES, D_N_KA, D_N_RETX, D_N_ZW, D_N_RST, D_N_DUPACK, D_N_ZWP,
- D_RING_POS, D_SYN_SEEN) = range(39)
-D_RING = 39            # 4 recent new segments: (rel seq, frame, ts) each
-RING = 4
-N_D = D_RING + 3 * RING
-
-# ---- per-flow state ----
-(T_SEEN, T_FIRST_FRAME, T_LAST_FRAME, T_FIRST_TS, T_LAST_TS, T_ACT_TS, T_ACT_FRAME,
- T_MAX_IDLE, T_GAP_KA, T_GAP_KA_ACK, T_GAP_KA_FIRST, T_GAP_KA_LAST, T_GAP_KA_DIRS,
- T_SYN_TS, T_FIRST_RTT, T_HANDSHAKE, T_LAST_DATA_DIR, T_FIN_FROM, T_RST_FROM,
- T_PREV_FRAME, T_PREV_TS, T_PREV_DIR, T_PREV_IDLE, T_DATA_TS) = range(24)
-N_T = 24
-HS_SYN, HS_SYNACK, HS_ACK = 1, 2, 4
-
-# ---- idle-gap records ----
-(G_FLOW, G_START_FRAME, G_END_FRAME, G_START_TS, G_END_TS, G_KA, G_KA_ACK, G_KA_FIRST,
- G_KA_LAST, G_KA_DIRS, G_UNACKED_C, G_UNACKED_S, G_LAST_DATA_DIR, G_END_DIR,
- G_END_FLAGS, G_END_LEN, G_END_EVENTS, G_END_SEQ_END, G_CLOSED) = range(19)
-N_G = 19
-
-# ---- RST records ----
-(R_FLOW, R_FRAME, R_TS, R_DIR, R_TTL, R_EXP_TTL, R_IPID, R_LAST_IPID, R_SEQ_OFF,
- R_ACK_OFF, R_HAS_ACK, R_TRIGGER_FRAME, R_TRIGGER_DT, R_TRIGGER_IDLE, R_FIRST_RTT,
- R_SENDER_PKTS) = range(16)
-N_R = 16
-
-MASK32 = 0xFFFFFFFF
 
 
 @kernel
@@ -354,94 +287,6 @@ def _handshake(t, p, ev):
 
 
 @kernel(inline="always")
-def _unacked(D, flow, direction):
-    d = D[2 * flow + direction]
-    if not d[D_NEXT_SET]:
-        return 0
-    una = d[D_HIGHACK] if d[D_HIGHACK] > 0 else 1
-    return max(d[D_NEXT] - una, 0)
-
-
-@kernel(inline="always")
-def _emit_gap(G, ng, D, t, flow, end_frame, end_ts, end_dir, end_flags, end_len, end_ev,
-              end_seq_end):
-    g = G[ng]
-    g[G_FLOW] = flow
-    g[G_START_FRAME] = t[T_ACT_FRAME]
-    g[G_END_FRAME] = end_frame
-    g[G_START_TS] = t[T_ACT_TS]
-    g[G_END_TS] = end_ts
-    g[G_KA] = t[T_GAP_KA]
-    g[G_KA_ACK] = t[T_GAP_KA_ACK]
-    g[G_KA_FIRST] = t[T_GAP_KA_FIRST]
-    g[G_KA_LAST] = t[T_GAP_KA_LAST]
-    g[G_KA_DIRS] = t[T_GAP_KA_DIRS]
-    g[G_UNACKED_C] = _unacked(D, flow, 0)
-    g[G_UNACKED_S] = _unacked(D, flow, 1)
-    g[G_LAST_DATA_DIR] = t[T_LAST_DATA_DIR]
-    g[G_END_DIR] = end_dir
-    g[G_END_FLAGS] = end_flags
-    g[G_END_LEN] = end_len
-    g[G_END_EVENTS] = end_ev
-    g[G_END_SEQ_END] = end_seq_end
-    g[G_CLOSED] = t[T_FIN_FROM] | (t[T_RST_FROM] << 2)
-
-
-@kernel(inline="always")
-def _emit_rst(R, nr, d, t, p, seq, ack, r):
-    rec = R[nr]
-    rec[R_FLOW] = p[P_FLOW]
-    rec[R_FRAME] = p[P_FRAME]
-    rec[R_TS] = p[P_TS]
-    rec[R_DIR] = p[P_DIR]
-    rec[R_TTL] = p[P_TTL]
-    rec[R_EXP_TTL] = d[D_LAST_TTL] if d[D_PKTS] > 0 else -1
-    rec[R_IPID] = p[P_IPID]
-    rec[R_LAST_IPID] = d[D_LAST_IPID] if d[D_PKTS] > 0 else -1
-    rec[R_SEQ_OFF] = seq - d[D_NEXT] if d[D_NEXT_SET] else 0
-    rec[R_HAS_ACK] = (p[P_FLAGS] & ACK) != 0
-    rec[R_ACK_OFF] = ack - r[D_NEXT] if rec[R_HAS_ACK] and r[D_NEXT_SET] else 0
-    from_peer = t[T_PREV_FRAME] > 0 and t[T_PREV_DIR] != p[P_DIR]
-    rec[R_TRIGGER_FRAME] = t[T_PREV_FRAME] if from_peer else -1
-    rec[R_TRIGGER_DT] = p[P_TS] - t[T_PREV_TS] if from_peer else -1
-    rec[R_TRIGGER_IDLE] = t[T_PREV_IDLE] if from_peer else -1
-    rec[R_FIRST_RTT] = t[T_FIRST_RTT]
-    rec[R_SENDER_PKTS] = d[D_PKTS]
-
-
-@kernel(inline="always")
-def _track_activity(t, p, ev, seq_end, G, ng, D, gap_ns):
-    """Idle bookkeeping: keepalives do not end a gap; anything else does."""
-    ts = p[P_TS]
-    if ev & (EV_KEEPALIVE | EV_KEEPALIVE_ACK):
-        if ev & EV_KEEPALIVE:
-            t[T_GAP_KA] += 1
-            t[T_GAP_KA_DIRS] |= 1 << p[P_DIR]
-            if t[T_GAP_KA_FIRST] == 0:
-                t[T_GAP_KA_FIRST] = ts
-            t[T_GAP_KA_LAST] = ts
-        else:
-            t[T_GAP_KA_ACK] += 1
-        return ng, ev
-    idle = ts - t[T_ACT_TS]
-    if idle > t[T_MAX_IDLE]:
-        t[T_MAX_IDLE] = idle
-    if idle > gap_ns:
-        ev |= EV_GAP_END
-        _emit_gap(G, ng, D, t, p[P_FLOW], p[P_FRAME], ts, p[P_DIR], p[P_FLAGS], p[P_LEN],
-                  ev, seq_end)
-        ng += 1
-    t[T_ACT_TS] = ts
-    t[T_ACT_FRAME] = p[P_FRAME]
-    t[T_GAP_KA] = 0
-    t[T_GAP_KA_ACK] = 0
-    t[T_GAP_KA_FIRST] = 0
-    t[T_GAP_KA_LAST] = 0
-    t[T_GAP_KA_DIRS] = 0
-    return ng, ev
-
-
-@kernel(inline="always")
 def _open_flow(t, p):
     t[T_SEEN] = 1
     t[T_FIRST_FRAME] = p[P_FRAME]
@@ -528,13 +373,3 @@ def _annotate_kernel(P, O, D, T, G, R, start, gap_ns):
     return len(P), ng, nr
 
 
-@kernel
-def _close_open_gaps(T, G, D, n_flows, capture_end, gap_ns):
-    """Gaps still open when the capture ended (the 'client hangs forever' case)."""
-    ng = 0
-    for flow in range(n_flows):
-        t = T[flow]
-        if t[T_SEEN] and capture_end - t[T_ACT_TS] > gap_ns:
-            _emit_gap(G, ng, D, t, flow, -1, capture_end, -1, 0, 0, 0, 0)
-            ng += 1
-    return ng
