@@ -81,8 +81,9 @@ def run(P: np.ndarray, state: TcpState, n_flows: int) -> np.ndarray:
         G = np.zeros((room, ts.N_G), dtype=np.int64)
         R = np.zeros((room, ts.N_R), dtype=np.int64)
         pos, ng, nr = ts._annotate_kernel(P, O, state.D, state.T, G, R, pos, state.gap_ns)
-        state.gap_chunks.append(G[:ng])
-        state.rst_chunks.append(R[:nr])
+        # Copies: a view would pin the whole worst-case buffer of every chunk.
+        state.gap_chunks.append(G[:ng].copy())
+        state.rst_chunks.append(R[:nr].copy())
     return O
 
 

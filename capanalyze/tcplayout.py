@@ -29,7 +29,7 @@ EVENT_BITS = {
 # Packets worth keeping when the CLI streams a capture without the full packet table.
 EV_NOTABLE = (EV_SYN | EV_FIN | EV_RST | EV_KEEPALIVE | EV_KEEPALIVE_ACK | EV_RETRANS
               | EV_ZERO_WINDOW | EV_ZWP | EV_ZWP_ACK | EV_DUP_CAPTURE | EV_ACKS_RETRANS
-              | EV_GAP_END | EV_WS_KEEPALIVE)
+              | EV_WINDOW_UPDATE)   # gap ends live in the gap records, not as rows
 
 # ---- packet matrix columns (built by events.packet_matrix) ----
 P_FRAME, P_TS, P_FLOW, P_DIR, P_FLAGS, P_SEQ, P_ACK, P_WIN, P_LEN = range(9)
