@@ -53,10 +53,9 @@ def fitting_idle(idle_s: float, low_s: float = 0.0, slack_s: float = 5.0) -> lis
     return sorted(fits, key=lambda m: idle_s - m.timeout_s)
 
 
-def fitting_cut(age_s: float, rel_tol: float = 0.02, abs_tol: float = 0.5) -> list[Middlebox]:
-    """Proxies/LBs that close at this connection or request age."""
-    tol = max(abs_tol, rel_tol * age_s)
-    return [m for m in middleboxes() if m.kind == "closes" and abs(m.timeout_s - age_s) <= tol]
+def fitting_cut(age_s: float, tol_s: float = 0.1) -> list[Middlebox]:
+    """Proxies/LBs that close at this connection or request age (timers fire on time)."""
+    return [m for m in middleboxes() if m.kind == "closes" and abs(m.timeout_s - age_s) <= tol_s]
 
 
 def below_wait(wait_s: float) -> list[Middlebox]:

@@ -154,6 +154,12 @@ def cut(flow, pk, age, kind, side) -> list[str]:
             "balancer) enforces a timeout on the connection or request"]
 
 
+def inconsistent_bracket_text(high: float, longest: float) -> str:
+    return (f"evicted after {high:.1f} s idle, yet other connections survived {longest:.1f} s "
+            "idle without keepalives: no single idle timeout explains the evictions "
+            "(several boxes, per-flow timers, or peers losing state)")
+
+
 def bracket_text(low: float, high: float, matches: list[str]) -> str:
     if low <= 0:
         text = (f"died after >= {high:.1f} s idle; no connection survived a shorter idle "

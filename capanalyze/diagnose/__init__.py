@@ -31,7 +31,8 @@ def diagnose(t: Tables, opts: Options) -> tuple[pd.DataFrame, dict | None]:
     """All stalls in a capture (one row each) and the capture-wide eviction bracket."""
     stalls: list[Stall] = lost.evictions_by_backoff(t) + lost.evictions_by_rst(t) + lost.unreachable(t)
     bracket = culprits.eviction_bracket(t, stalls)
-    timeout = opts.idle_timeout or (bracket and bracket["high_s"]) or catalog.smallest_silent_timeout()
+    learned = bracket["high_s"] if bracket and bracket["consistent"] else None
+    timeout = opts.idle_timeout or learned or catalog.smallest_silent_timeout()
     stalls += waits.missing_keepalive(t, timeout, stalls)
     stalls += waits.slow_answers(t, opts, stalls)
     stalls += waits.zero_windows(t, opts)

@@ -8,18 +8,24 @@ from .model import (Options, Stall, Tables)
 
 
 def eviction_bracket(t: Tables, stalls: list[Stall]) -> dict | None:
-    """Largest idle that survived and smallest that was evicted bracket the timeout."""
+    """Largest idle that survived and smallest that was evicted bracket the timeout.
+    When connections idle longer than an evicted one survived, no single idle timer
+    explains the evictions, and the bracket says so instead of naming a culprit."""
     evicted = [s.idle_before_s for s in stalls if s.cls == "silent_middlebox_eviction"]
     if not evicted:
         return None
     high = min(evicted)
     g = t.gaps
-    survived = g[(g["keepalives"] == 0) & g["ended_by"].isin(["data_acked", "ack", "fin"])
-                 & (g["duration_s"] < high)]
-    low = float(survived["duration_s"].max()) if len(survived) else 0.0
-    matches = [m.name for m in catalog.fitting_idle(high, low)]
+    survived = g[(g["keepalives"] == 0) & g["ended_by"].isin(["data_acked", "ack", "fin"])]
+    below = survived["duration_s"][survived["duration_s"] < high]
+    low = float(below.max()) if len(below) else 0.0
+    longest = float(survived["duration_s"].max()) if len(survived) else 0.0
+    consistent = bool(longest < high)
+    matches = [m.name for m in catalog.fitting_idle(high, low)] if consistent else []
+    text = (evidence.bracket_text(low, high, matches) if consistent else
+            evidence.inconsistent_bracket_text(high, longest))
     return {"low_s": round(low, 3), "high_s": round(high, 3), "matches": matches,
-            "text": evidence.bracket_text(low, high, matches)}
+            "consistent": consistent, "text": text}
 
 
 def name_culprits(s: Stall, bracket: dict | None):
@@ -27,9 +33,9 @@ def name_culprits(s: Stall, bracket: dict | None):
     the box with the shortest timer on the path is the one that fires."""
     if s.culprits or s.cls not in ("silent_middlebox_eviction", "missing_keepalive"):
         return
-    low = bracket["low_s"] if bracket else 0.0
+    low = bracket["low_s"] if bracket and bracket["consistent"] else 0.0
     idle = s.idle_before_s or 0.0
-    if bracket:  # every eviction in the capture is the same box: the bracket bounds it
+    if bracket and bracket["consistent"]:  # one box evicted them all: the bracket bounds it
         idle = min(idle, bracket["high_s"])
     fits = sorted(catalog.fitting_idle(idle, low), key=lambda m: m.timeout_s)
     s.culprits = [{"name": m.name, "timeout_s": m.timeout_s} for m in fits]
@@ -40,7 +46,7 @@ def keepalive_remedy(t: Tables, s: Stall, bracket: dict | None, opts: Options) -
     idle that survived (the timeout is above it), else below the shortest culprit."""
     if opts.idle_timeout:
         timeout = opts.idle_timeout
-    elif bracket and bracket["low_s"] > 0:
+    elif bracket and bracket["consistent"] and bracket["low_s"] > 0:
         timeout = bracket["low_s"]
     elif s.culprits:
         timeout = min(c["timeout_s"] for c in s.culprits)

@@ -9,13 +9,18 @@ from .. import catalog, evidence, remedy
 from .model import (HEARTBEAT_MAX_BYTES, ROUND_AGE_TOL_S,
                     STEADY_MAX_GAP_S, Options, Stall, Tables)
 
+CATALOG_AGE_TOL_S = 0.1   # s, plus two RTTs: how far from a known timeout a cut may land
+
 
 def cuts(t: Tables, opts: Options) -> list[Stall]:
     out = []
-    for pk in _cut_candidates(t, opts).itertuples(index=False):
+    candidates = _cut_candidates(t, opts)
+    ages = candidates["ts"].to_numpy() - t.flows.loc[candidates["flow_id"].to_numpy(), "start_ts"].to_numpy()
+    for pk, age_k in zip(candidates.itertuples(index=False), ages):
+        shared = int((abs(ages - age_k) <= 2 * ROUND_AGE_TOL_S).sum()) - 1
         flow = t.flow_rows[pk.flow_id]
         age = pk.ts - flow.start_ts
-        fits = catalog.fitting_cut(age)
+        fits = catalog.fitting_cut(age, _catalog_tol(flow.first_rtt_s))
         if _idle_close(t, pk) or not (fits or _heartbeats(flow)):
             continue
         kind = "rst" if pk.rst else "fin"
@@ -23,7 +28,7 @@ def cuts(t: Tables, opts: Options) -> list[Stall]:
         s = Stall(int(pk.flow_id), "middlebox_cut", flow.start_ts, pk.ts, None,
                   [int(flow.first_frame), int(pk.frame)],
                   evidence.cut(flow, pk, age, kind, side), ["steady_traffic", f"cut_by_{kind}"],
-                  confidence=(0.85 if fits else 0.6) - (0.1 if side == "client" else 0.0),
+                  confidence=(0.85 if fits else 0.7 if shared else 0.45) - (0.1 if side == "client" else 0.0),
                   waiting="client" if side == "server" else "server")
         s.culprits = [{"name": m.name, "timeout_s": m.timeout_s} for m in fits]
         s.remedy = remedy.proxy_cut(round(age), [m.name for m in fits])
@@ -40,12 +45,18 @@ def _cut_candidates(t: Tables, opts: Options) -> pd.DataFrame:
     streamed = flows["packets_s2c"].to_numpy()   # whichever side closed, the server streamed
     keep = ((flows["max_idle_s"].to_numpy() <= STEADY_MAX_GAP_S) & (streamed >= 5)
             & (age >= opts.min_stall))
-    tol = np.clip(2 * flows["first_rtt_s"].to_numpy(), ROUND_AGE_TOL_S, 2 * ROUND_AGE_TOL_S)
+    tol = np.minimum(ROUND_AGE_TOL_S + 2 * flows["first_rtt_s"].to_numpy(), 0.1)
     round_age = (np.round(age) >= 5) & (np.abs(age - np.round(age)) <= tol)
     cuts = np.array(sorted({m.timeout_s for m in catalog.middleboxes() if m.kind == "closes"}))
     near_catalog = (np.abs(age[:, None] - cuts[None, :])
-                    <= np.maximum(0.5, 0.02 * age)[:, None]).any(axis=1)
+                    <= _catalog_tol(flows["first_rtt_s"].to_numpy())[:, None]).any(axis=1)
     return first[keep & (round_age | near_catalog)]
+
+
+def _catalog_tol(rtt):
+    """A proxy's timer fires on time; the age seen here is off by about a round trip
+    (the request left one RTT after the SYN)."""
+    return np.minimum(CATALOG_AGE_TOL_S + 2 * rtt, 0.5)
 
 
 def _idle_close(t: Tables, pk) -> bool:

@@ -12,7 +12,7 @@ SEVERITY = ["silent_middlebox_eviction", "missing_keepalive", "middlebox_cut",
             "peer_unreachable", "app_slowness"]
 EVICTION_MIN_IDLE_S = 15.0   # shorter quiet spells before a black hole are "unreachable"
 STEADY_MAX_GAP_S = 5.0       # heartbeat cadence that counts as steady traffic
-ROUND_AGE_TOL_S = 0.05     # timers firing at whole seconds land within this (+ RTTs)
+ROUND_AGE_TOL_S = 0.010    # a proxy timer at whole seconds lands within this (+ 2 RTTs)
 HEARTBEAT_MAX_BYTES = 300  # mean server payload per packet of a heartbeat stream
 
 

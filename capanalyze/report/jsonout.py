@@ -28,7 +28,7 @@ def build(analyses: list, matches: list[dict] | None = None) -> dict:
         report["flows"] += _rows(a.flows, FLOW_FIELDS, index, len(analyses))
         report["stalls"] += _rows(a.stalls, STALL_FIELDS, index, len(analyses))
         if a.bracket and report["eviction_threshold"] is None:
-            report["eviction_threshold"] = {k: a.bracket[k] for k in ("low_s", "high_s", "matches", "text")}
+            report["eviction_threshold"] = {k: a.bracket[k] for k in ("low_s", "high_s", "matches", "consistent", "text")}
             if len(analyses) > 1:
                 report["eviction_threshold"]["capture"] = index
     if matches is not None:
