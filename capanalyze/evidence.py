@@ -144,10 +144,17 @@ def zero_window(flow, ep, probes: int) -> list[str]:
     return out
 
 
+def _cadence(flow) -> str:
+    mean, cv = flow.server_data_interval_s, flow.server_data_cv
+    if mean != mean or cv != cv:
+        return ""
+    return f", sending data every {mean:.2f} s (spread {cv:.0%})"
+
+
 def cut(flow, pk, age, kind, side) -> list[str]:
     return [f"frame {flow.first_frame} ({clock(flow.start_ts)}): the connection starts",
             f"traffic was steady: never more than {flow.max_idle_s:.1f} s without a packet, "
-            f"{flow.packets_s2c} packets from the server side",
+            f"{flow.packets_s2c} packets from the server side" + _cadence(flow),
             f"frame {pk.frame} ({clock(pk.ts)}): {kind.upper()} from the {side} side at "
             f"{age:.2f} s of age, although the link was not idle",
             "a fixed age, not an idle time: something that terminates TCP (a proxy or load "

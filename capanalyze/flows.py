@@ -20,6 +20,7 @@ import pandas as pd
 from .jit import kernel
 
 from .schema import ACK, FIN, RST, SYN
+from .tcplayout import T_SRV_IV_SQ, T_SRV_IV_SUM, T_SRV_N
 
 # Per-connection columns of FlowKeys.table (int64).
 F_EP_A, F_EP_B, F_CLIENT_SIDE, F_ROLE_INFERRED, F_CLOSED = 0, 1, 2, 3, 4
@@ -226,7 +227,18 @@ def flows_table(keys: FlowKeys, state, addresses) -> pd.DataFrame:
     flows["bytes"] = flows["bytes_c2s"] + flows["bytes_s2c"]
     flows["duration_s"] = flows["end_ts"] - flows["start_ts"]
     flows["state"] = _states(T[:, ts.T_FIN_FROM], T[:, ts.T_RST_FROM])
+    flows["server_data_interval_s"], flows["server_data_cv"] = _cadence(T)
     return flows
+
+
+def _cadence(T):
+    """Mean and coefficient of variation of the server's data intervals (NaN: < 3 sends)."""
+    n = T[:, T_SRV_N] - 1
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mean = np.where(n >= 2, T[:, T_SRV_IV_SUM] / np.maximum(n, 1), np.nan)
+        var = np.where(n >= 2, T[:, T_SRV_IV_SQ] / np.maximum(n, 1) - mean ** 2, np.nan)
+        cv = np.where(mean > 0, np.sqrt(np.maximum(var, 0)) / mean, np.nan)
+    return mean / 1000.0, cv
 
 
 def _endpoints(ips, ports):

@@ -54,8 +54,10 @@ N_D = D_RING + 3 * RING
 (T_SEEN, T_FIRST_FRAME, T_LAST_FRAME, T_FIRST_TS, T_LAST_TS, T_ACT_TS, T_ACT_FRAME,
  T_MAX_IDLE, T_GAP_KA, T_GAP_KA_ACK, T_GAP_KA_FIRST, T_GAP_KA_LAST, T_GAP_KA_DIRS,
  T_SYN_TS, T_FIRST_RTT, T_HANDSHAKE, T_LAST_DATA_DIR, T_FIN_FROM, T_RST_FROM,
- T_PREV_FRAME, T_PREV_TS, T_PREV_DIR, T_PREV_IDLE, T_DATA_TS) = range(24)
-N_T = 24
+ T_PREV_FRAME, T_PREV_TS, T_PREV_DIR, T_PREV_IDLE, T_DATA_TS,
+ # the server's data cadence (ms): count, last, sum and sum of squares of the intervals
+ T_SRV_N, T_SRV_LAST, T_SRV_IV_SUM, T_SRV_IV_SQ) = range(28)
+N_T = 28
 HS_SYN, HS_SYNACK, HS_ACK = 1, 2, 4
 
 # ---- idle-gap records ----

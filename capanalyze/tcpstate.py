@@ -297,11 +297,25 @@ def _open_flow(t, p):
 
 
 @kernel(inline="always")
+def _server_cadence(t, ts):
+    """Heartbeat streams (SSE, pings) send at a steady pace; a proxy that cuts them does
+    so mid-cadence. Intervals in ms keep the sum of squares far from overflow."""
+    if t[T_SRV_N] > 0:
+        iv = (ts - t[T_SRV_LAST]) // 1_000_000
+        t[T_SRV_IV_SUM] += iv
+        t[T_SRV_IV_SQ] += iv * iv
+    t[T_SRV_N] += 1
+    t[T_SRV_LAST] = ts
+
+
+@kernel(inline="always")
 def _finish_flow_packet(t, p, ev):
     flags = p[P_FLAGS]
     if p[P_LEN] > 0 and not ev & (EV_KEEPALIVE | EV_ZWP):
         t[T_LAST_DATA_DIR] = p[P_DIR]
         t[T_DATA_TS] = p[P_TS]
+        if p[P_DIR] == 1 and not ev & EV_RETRANS:
+            _server_cadence(t, p[P_TS])
     if flags & FIN:
         t[T_FIN_FROM] |= 1 << p[P_DIR]
     if flags & RST:

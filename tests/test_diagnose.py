@@ -74,3 +74,28 @@ def test_user_given_timeout_drives_missing_keepalive(analyze_capture):
     stall = told.stalls[told.stalls["class"] == "missing_keepalive"].iloc[0]
     assert stall.client.endswith(":41000") and "capture_ended" in stall.factors
     assert stall.idle_before_s == pytest.approx(120, abs=0.2)
+
+
+def stream(port: int, send_times: list[float], close_at: float, seed: int) -> Conversation:
+    """A server streaming small messages at the given times, then closing (FIN)."""
+    conv = Conversation(client=("192.168.1.34", port), server=("10.20.0.15", 8080), rtt=0.002,
+                        t0=1_700_000_000.0 + 100 * seed, seed=seed)
+    conv.handshake(at=0.0)
+    conv.send("c", b"GET /events HTTP/1.1\r\n\r\n", at=0.01)
+    for t in send_times:
+        conv.send("s", b"data: tick\n\n", at=t)
+    conv.fin("s", at=close_at)
+    return conv
+
+
+def test_a_cut_needs_a_steady_cadence_not_just_a_round_age(analyze_capture):
+    regular = stream(52000, [0.5 + k for k in range(7)], close_at=8.0, seed=1)
+    bursty = stream(52001, [0.3, 0.4, 2.9, 3.0, 3.1, 6.6, 7.7], close_at=8.0, seed=2)
+    result = analyze_capture(regular, bursty)
+    verdict = dict(zip(result.flows["client_port"], result.flows["verdict"]))
+    assert verdict == {52000: "middlebox_cut", 52001: "healthy"}
+    flows = result.flows.set_index("client_port")
+    assert flows.loc[52000, "server_data_interval_s"] == pytest.approx(1.0, abs=0.01)
+    assert flows.loc[52000, "server_data_cv"] < 0.05 < flows.loc[52001, "server_data_cv"]
+    stall = result.stalls.iloc[0]
+    assert any("every 1.00 s" in e for e in stall.evidence)

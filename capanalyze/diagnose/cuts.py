@@ -10,6 +10,12 @@ from .model import (HEARTBEAT_MAX_BYTES, ROUND_AGE_TOL_S,
                     STEADY_MAX_GAP_S, Options, Stall, Tables)
 
 CATALOG_AGE_TOL_S = 0.1   # s, plus two RTTs: how far from a known timeout a cut may land
+HEARTBEAT_MAX_CV = 0.5    # spread of the server's data intervals around their mean
+
+
+def _continuous(flow) -> bool:
+    """At a known proxy timeout, any steady stream counts, heartbeats or a transfer."""
+    return _steady(flow) or flow.server_data_interval_s <= 0.05
 
 
 def cuts(t: Tables, opts: Options) -> list[Stall]:
@@ -21,7 +27,7 @@ def cuts(t: Tables, opts: Options) -> list[Stall]:
         flow = t.flow_rows[pk.flow_id]
         age = pk.ts - flow.start_ts
         fits = catalog.fitting_cut(age, _catalog_tol(flow.first_rtt_s))
-        if _idle_close(t, pk) or not (fits or _heartbeats(flow)):
+        if _idle_close(t, pk) or not (_heartbeats(flow) or (fits and _continuous(flow))):
             continue
         kind = "rst" if pk.rst else "fin"
         side = "server" if pk.dir == 1 else "client"
@@ -69,6 +75,15 @@ def _idle_close(t: Tables, pk) -> bool:
 
 
 def _heartbeats(flow) -> bool:
-    """Small, frequent server messages (SSE events, pings), not a bulk transfer that a
-    user aborted: needed when the age matches no known proxy timeout."""
-    return flow.packets_s2c >= 5 and flow.bytes_s2c / max(flow.packets_s2c, 1) < HEARTBEAT_MAX_BYTES
+    """Small server messages at a steady pace (SSE events, pings): what a proxy cuts
+    mid-stream. A bulk transfer or bursty request/response traffic does not qualify."""
+    return (flow.packets_s2c >= 5
+            and flow.bytes_s2c / max(flow.packets_s2c, 1) < HEARTBEAT_MAX_BYTES
+            and _steady(flow))
+
+
+def _steady(flow) -> bool:
+    cv, mean = flow.server_data_cv, flow.server_data_interval_s
+    return bool(cv == cv and cv <= HEARTBEAT_MAX_CV and mean <= STEADY_MAX_GAP_S)
+
+
