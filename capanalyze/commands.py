@@ -36,10 +36,24 @@ def default_capture() -> str:
     return str(path)
 
 
-def _settings(idle_timeout, min_stall, gap, keep_packets=False):
+def _settings(idle_timeout, min_stall, gap, keep_packets=False, keep_flows=None):
     from .pipeline import Settings
     return Settings(gap_s=gap, idle_timeout=idle_timeout, min_stall=min_stall,
-                    keep_packets=keep_packets)
+                    keep_packets=keep_packets, keep_flows=keep_flows)
+
+
+def _with_stalled_packets(captures, settings):
+    """Analyses whose packet tables hold the stalled connections, for charts. A file is
+    read twice (diagnose, then keep only those flows) so memory stays small; stdin can
+    be read once only, so it keeps every packet."""
+    from dataclasses import replace
+
+    if "-" in captures:
+        return _analyze_all(captures, replace(settings, keep_packets=True))
+    first = _analyze_all(captures, settings)
+    return [_analyze_all([path], replace(settings, keep_packets=True,
+                                        keep_flows=frozenset(a.stalls["flow_id"].tolist())))[0]
+            for path, a in zip(captures, first)]
 
 
 def _analyze_all(captures, settings):
@@ -106,7 +120,9 @@ def diagnose(captures: Optional[List[str]] = CapturesArg,
     from .report import build, render
     from .vantage import match_report
 
-    analyses = _analyze_all(captures, _settings(idle_timeout, min_stall, gap, keep_packets=format is ReportFormat.html))
+    settings = _settings(idle_timeout, min_stall, gap)
+    analyses = (_with_stalled_packets(captures, settings) if format is ReportFormat.html
+                else _analyze_all(captures, settings))
     report = build(analyses, match_report(analyses))
     _write(render(report, format.value, analyses), output)
     if wanted and any(s["class"] in wanted for s in report["stalls"]):
@@ -141,6 +157,12 @@ def packets(capture: str = typer.Argument(..., help="capture file, or - for stdi
     if flow:
         table = table[table["flow_id"].isin(flow)]
     _export(table.drop(columns=["events"]), TableFormat.csv if format is TableFormat.table else format, output)
+
+
+def _check_flows(analysis, ids):
+    missing = [i for i in ids if i not in analysis.flows.index]
+    if missing:
+        raise CaptureError(f"no connection with flow id {missing[0]} (see `capanalyze flows`)")
 
 
 def _export(table, format: TableFormat, output: Optional[Path]):
@@ -194,18 +216,19 @@ def plot(capture: str = typer.Argument(..., help="capture file, or - for stdin")
         raise CaptureError(f"{output}: the chart format comes from the extension: .png or .svg")
     from . import plot as plots
 
-    analysis = _analyze_all([capture], _settings(idle_timeout, min_stall, 1.0, keep_packets=True))[0]
+    settings = _settings(idle_timeout, min_stall, 1.0)
     if overview:
-        fig = plots.overview(analysis)
+        fig = plots.overview(_analyze_all([capture], settings)[0])
+    elif flow and not stalls:
+        keep = _settings(idle_timeout, min_stall, 1.0, keep_packets=True, keep_flows=frozenset(flow))
+        analysis = _analyze_all([capture], keep)[0]
+        _check_flows(analysis, list(flow))
+        fig = plots.flows_figure(analysis, list(flow))
     else:
-        ids = list(flow or [])
-        if stalls or not ids:
-            ids = sorted(set(analysis.stalls["flow_id"].tolist())) or ids
+        analysis = _with_stalled_packets([capture], settings)[0]
+        ids = sorted(set(analysis.stalls["flow_id"].tolist()))
         if not ids:
             raise CaptureError("no stalled connection to draw; name one with --flow ID")
-        missing = [i for i in ids if i not in analysis.flows.index]
-        if missing:
-            raise CaptureError(f"no connection with flow id {missing[0]} (see `capanalyze flows`)")
         fig = plots.flows_figure(analysis, ids)
     plots.save(fig, output)
     print(f"capanalyze: wrote {output}", file=sys.stderr)

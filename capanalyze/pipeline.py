@@ -29,6 +29,7 @@ class Settings:
     idle_timeout: float | None = None  # the middlebox idle timeout, when the user knows it
     min_stall: float = 5.0             # waits shorter than this are not stalls
     keep_packets: bool = False
+    keep_flows: frozenset | None = None  # with keep_packets: only these connections' rows
     chunk_bytes: int | None = None
 
     def options(self) -> dg.Options:
@@ -69,7 +70,7 @@ def analyze(source, settings: Settings | None = None, progress=None) -> Analysis
         keep = events.notable_mask(cols["events"])
         notable.append({name: column[keep] for name, column in cols.items()})
         if settings.keep_packets:
-            kept.append(cols)
+            kept.append(_only_flows(cols, settings.keep_flows))
         if progress:
             progress(reader.info.bytes_read, reader.info.bytes_total)
     info = reader.info
@@ -80,6 +81,14 @@ def analyze(source, settings: Settings | None = None, progress=None) -> Analysis
     packets = packet_table(kept, reader) if settings.keep_packets else None
     return _derive(info, flows, state, packet_table(notable, reader), packets,
                    capture_end, settings)
+
+
+def _only_flows(cols: dict, flows: frozenset | None) -> dict:
+    """Charts of a few connections of a multi-GB capture need only their packets."""
+    if flows is None:
+        return cols
+    keep = np.isin(cols["flow_id"], np.fromiter(flows, dtype=np.int64))
+    return {name: column[keep] for name, column in cols.items()}
 
 
 def _prefetch(chunks, depth: int = 2):
