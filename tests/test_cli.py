@@ -88,3 +88,25 @@ def test_unreadable_input_is_one_line_and_exit_2(tmp_path, content, message):
 def test_missing_file_is_one_line_and_exit_2(tmp_path):
     proc = run_cli("diagnose", str(tmp_path / "nope.pcap"), check_exit=2)
     assert proc.stderr.count("\n") == 1
+
+
+def test_keeping_only_some_flows_changes_nothing_but_the_packet_rows():
+    from capanalyze.pipeline import Settings, analyze
+    path = SAMPLES / "lab" / "mixed.client.pcap"
+    full = analyze(path, Settings(keep_packets=True))
+    some = analyze(path, Settings(keep_packets=True, keep_flows=frozenset({0, 2})))
+    assert set(some.packets["flow_id"]) == {0, 2}
+    expected = full.packets[full.packets["flow_id"].isin([0, 2])].reset_index(drop=True)
+    got = some.packets.reset_index(drop=True)
+    for table in (got, expected):  # a categorical's categories follow the rows present
+        table["flags"] = table["flags"].astype(str)
+    pd.testing.assert_frame_equal(got, expected)
+    pd.testing.assert_frame_equal(some.stalls, full.stalls)
+    pd.testing.assert_frame_equal(some.flows, full.flows)
+
+
+def test_plot_of_the_stalled_flows_writes_a_png(tmp_path):
+    out = tmp_path / "stalls.png"
+    run_cli("plot", str(SAMPLES / "lab" / "mixed.client.pcap"), "--stalls", "--idle-timeout", "20",
+            "-o", str(out))
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
