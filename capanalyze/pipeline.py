@@ -119,7 +119,7 @@ def _prefetch(chunks, depth: int = 2):
 
 def _derive(info, flows, state, notable, packets, capture_end, settings) -> Analysis:
     gaps = timeline.gaps_table(state.gap_records(), state.D, capture_end)
-    backoffs = timeline.backoff_chains(notable, flows, capture_end)
+    backoffs = timeline.backoff_chains(notable, capture_end)
     rsts = timeline.rst_table(state.rst_records(), state.D)
     zero_windows = dg.zero_window_episodes(notable, capture_end)
     tables = dg.Tables(flows, gaps, backoffs, rsts, notable, capture_end, zero_windows)

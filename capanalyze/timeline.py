@@ -83,7 +83,7 @@ def _side_or_none(dirs):
 
 
 # ---------------------------------------------------------------- backoff chains
-def backoff_chains(notable: pd.DataFrame, flows: pd.DataFrame, capture_end: float) -> pd.DataFrame:
+def backoff_chains(notable: pd.DataFrame, capture_end: float) -> pd.DataFrame:
     """Each segment retransmitted more than once by RTO backoff, with the model fit."""
     cols = _Columns(notable)
     is_retx = cols.retx & np.isin(cols.kind, [RTO_CODE, TLP_CODE])

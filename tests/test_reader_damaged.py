@@ -118,13 +118,19 @@ def test_truncated_inside_record_header(tmp_path):
         "the last record was ignored"]
 
 
-@pytest.mark.parametrize("caplen", [262145, 0xFFFFFFFF])
-def test_lying_record_length_stops_with_a_warning(tmp_path, caplen):
+def _pcap_with_caplen(tmp_path, value: int):
+    """The Ethernet capture with its 5th record's captured length set to `value`."""
     data = bytearray(ETH.read_bytes())
-    offset, _ = pcap_records(bytes(data))[4]               # the 5th record lies
-    data[offset + 8:offset + 12] = struct.pack("<I", caplen)
+    offset, _ = pcap_records(bytes(data))[4]
+    data[offset + 8:offset + 12] = struct.pack("<I", value)
     path = tmp_path / "lying.pcap"
     path.write_bytes(bytes(data))
+    return path, offset
+
+
+@pytest.mark.parametrize("caplen", [262145, 0xFFFFFFFF])
+def test_lying_record_length_stops_with_a_warning(tmp_path, caplen):
+    path, offset = _pcap_with_caplen(tmp_path, caplen)
     info = info_json(path)
     assert info["records"] == 4
     assert info["warnings"] == [
@@ -133,11 +139,7 @@ def test_lying_record_length_stops_with_a_warning(tmp_path, caplen):
 
 
 def test_lying_zero_length_desynchronises_safely(tmp_path):
-    data = bytearray(ETH.read_bytes())
-    offset, _ = pcap_records(bytes(data))[4]
-    data[offset + 8:offset + 12] = struct.pack("<I", 0)    # packet bytes now read as headers
-    path = tmp_path / "zero.pcap"
-    path.write_bytes(bytes(data))
+    path, _ = _pcap_with_caplen(tmp_path, 0)               # packet bytes now read as headers
     info = info_json(path)
     assert info["records"] >= 5 and info["skipped"]["empty record (0 bytes captured)"] >= 1
     warning = info["warnings"][0]
