@@ -95,4 +95,7 @@ def render_info(info) -> str:
 
 def main() -> None:
     from . import commands  # noqa: F401  registers diagnose, flows, packets, plot
+    from . import jit
+
+    jit.cli_process = True
     app()

@@ -18,6 +18,8 @@ COMPILE_ABOVE_BYTES = 1 << 20   # interpreted kernels do ~30k packets/s: < 1 s h
 
 _registry: list["Kernel"] = []
 _compiled = False
+# Set by the CLI: the process is ours, so numba's BLAS probe may be skipped (see below).
+cli_process = False
 
 
 class Kernel:
@@ -46,10 +48,12 @@ def compile_all() -> None:
     global _compiled
     if _compiled:
         return
+    if cli_process:
+        _skip_blas_probe()
     from numba import njit
 
     for k in _registry:
-        k.dispatcher = njit(cache=True, nogil=True, **k.options)(k.py_func)
+        k.dispatcher = njit(cache=True, nogil=True, _nrt=False, **k.options)(k.py_func)
     # Compiled callers must see dispatchers, not Kernel objects, wherever a kernel was
     # imported (`from .records import rd32` binds it in the importer too).
     for name, module in list(sys.modules.items()):
@@ -58,6 +62,17 @@ def compile_all() -> None:
                 if isinstance(value, Kernel) and value.dispatcher is not None:
                     setattr(module, attr, value.dispatcher)
     _compiled = True
+
+
+def _skip_blas_probe() -> None:
+    """numba probes for BLAS by importing scipy.linalg when its typing context first
+    loads: 0.27 s of start-up wherever scipy is installed. No kernel here does linear
+    algebra; a notebook may, so only the CLI's own process skips the probe."""
+    import numba.np.linalg as linalg
+
+    def no_blas():
+        raise ImportError("BLAS probe skipped by the capanalyze CLI")
+    linalg.ensure_blas = no_blas
 
 
 def is_compiled() -> bool:

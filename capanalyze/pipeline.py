@@ -61,12 +61,10 @@ def analyze(source, settings: Settings | None = None, progress=None) -> Analysis
     keys, state = FlowKeys(), events.TcpState(settings.gap_s)
     kept, notable = [], []
 
-    def prepare(cols):  # runs in the reader thread: balances the two cores
+    for cols in _prefetch(reader.columns()):
         assign_flows(cols, keys)
-        return cols, events.packet_matrix(cols), int(keys.count[0])
-
-    for cols, P, n_flows in _prefetch(map(prepare, reader.columns())):
-        cols.update(events.event_arrays(events.run(P, state, n_flows)))
+        P = events.packet_matrix(cols)
+        cols.update(events.event_arrays(events.run(P, state, int(keys.count[0]))))
         keep = events.notable_mask(cols["events"])
         notable.append({name: column[keep] for name, column in cols.items()})
         if settings.keep_packets:

@@ -13,7 +13,9 @@ Linux sends no RST when it gives up.
 """
 from __future__ import annotations
 
+from bisect import bisect_left
 from dataclasses import dataclass
+from functools import lru_cache
 
 RTO_MIN = 0.2
 RTO_MAX = 120.0
@@ -38,15 +40,23 @@ class Schedule:
 
 def linux_schedule(first_rto: float, retries2: int = LINUX_DEFAULT_RETRIES2) -> Schedule:
     """Retransmission times Linux produces from a first RTO, until tcp_retries2 gives up."""
-    budget = linux_budget(retries2)
+    times = _backoff_times(first_rto)
+    k = bisect_left(times, linux_budget(retries2) - 1e-9)  # the timer that gives up
+    if k < len(times):
+        return Schedule(list(times[:k]), times[k])
+    return Schedule(list(times), times[-1])
+
+
+@lru_cache(maxsize=4096)
+def _backoff_times(first_rto: float) -> tuple[float, ...]:
+    """The first 64 timer expiries (s after the original): doubling, capped at RTO_MAX.
+    Cached: fitting one chain tries every tcp_retries2 against the same expiries."""
     times, t, rto = [], 0.0, first_rto
     while len(times) < 64:
         t += rto
-        if t >= budget - 1e-9:
-            return Schedule(times, t)
         times.append(t)
         rto = min(2 * rto, RTO_MAX)
-    return Schedule(times, t)
+    return tuple(times)
 
 
 def syn_schedule(first_rto: float = 1.0, retries: int = LINUX_SYN_RETRIES) -> Schedule:

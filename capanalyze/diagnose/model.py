@@ -3,7 +3,6 @@ and fast row access to them."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -18,13 +17,32 @@ HEARTBEAT_MAX_BYTES = 300  # mean server payload per packet of a heartbeat strea
 
 class Rows:
     """Row k of a table as an object with attribute access, from numpy columns:
-    microseconds per row where pandas' .loc/.iloc take a millisecond."""
+    microseconds per row where pandas' .loc/.iloc take a millisecond. Columns are
+    converted on first use: most rules read a handful of a table's columns."""
 
     def __init__(self, table: pd.DataFrame):
-        self.columns = {name: table[name].to_numpy() for name in table.columns}
+        self._table, self._columns = table, {}
 
-    def __getitem__(self, k: int) -> SimpleNamespace:
-        return SimpleNamespace(**{name: col[k] for name, col in self.columns.items()})
+    def column(self, name: str) -> np.ndarray:
+        if name not in self._columns:
+            self._columns[name] = self._table[name].to_numpy()
+        return self._columns[name]
+
+    def __getitem__(self, k: int) -> "Row":
+        return Row(self, k)
+
+
+class Row:
+    __slots__ = ("_rows", "_k")
+
+    def __init__(self, rows: Rows, k: int):
+        self._rows, self._k = rows, k
+
+    def __getattr__(self, name: str):
+        try:
+            return self._rows.column(name)[self._k]
+        except KeyError:
+            raise AttributeError(name) from None
 
 
 class GapIndex:

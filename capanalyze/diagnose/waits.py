@@ -64,35 +64,28 @@ def slow_answers(t: Tables, opts: Options, found) -> list[Stall]:
 def zero_window_episodes(notable: pd.DataFrame, capture_end: float) -> pd.DataFrame:
     """Runs of zero-window advertisements per direction, until the window reopens."""
     zero = notable["zero_window"].to_numpy()
-    reopen = ~zero & (notable["win"].to_numpy() > 0)
-    rows = notable[zero | reopen]
-    order = np.lexsort((rows["frame"].to_numpy(), rows["dir"].to_numpy(), rows["flow_id"].to_numpy()))
-    rows = rows.iloc[order]
-    key = rows["flow_id"].to_numpy() * 2 + rows["dir"].to_numpy()
-    z = rows["zero_window"].to_numpy()
+    keep = np.flatnonzero(zero | (notable["win"].to_numpy() > 0))
+    flow, side = notable["flow_id"].to_numpy()[keep], notable["dir"].to_numpy()[keep]
+    frame, ts = notable["frame"].to_numpy()[keep], notable["ts"].to_numpy()[keep]
+    order = np.lexsort((frame, side, flow))
+    flow, side, frame, ts, z = flow[order], side[order], frame[order], ts[order], zero[keep][order]
+    key = flow * 2 + side
     same_key_before = np.r_[False, key[1:] == key[:-1]]
     z_before = np.r_[False, z[:-1]]
     starts = np.flatnonzero(z & ~(same_key_before & z_before))
     ends = np.flatnonzero(~z & same_key_before & z_before)      # first reopen after a run
-    end_at = {}
-    for e in ends:
-        end_at[key[e]] = end_at.get(key[e], []) + [e]
-    out = []
-    for i in starts:
-        later = [e for e in end_at.get(key[i], []) if e > i]
-        out.append(_episode(rows, i, later[0] if later else None, capture_end))
-    return pd.DataFrame(out, columns=["flow_id", "side", "start_frame", "start_ts",
-                                      "end_frame", "end_ts", "duration_s", "reopened"])
-
-
-def _episode(rows, start, end, capture_end):
-    start_ts = float(rows["ts"].iloc[start])
-    end_ts = float(rows["ts"].iloc[end]) if end is not None else capture_end
-    return {"flow_id": int(rows["flow_id"].iloc[start]),
-            "side": ["client", "server"][int(rows["dir"].iloc[start])],
-            "start_frame": int(rows["frame"].iloc[start]), "start_ts": start_ts,
-            "end_frame": int(rows["frame"].iloc[end]) if end is not None else None,
-            "end_ts": end_ts, "duration_s": end_ts - start_ts, "reopened": end is not None}
+    # sorted by key: the first reopen after a start is the next end, if of the same key
+    nxt = np.searchsorted(ends, starts, side="right")
+    end = ends[np.minimum(nxt, max(len(ends) - 1, 0))] if len(ends) else starts
+    reopened = (nxt < len(ends)) & (key[end] == key[starts]) if len(ends) else np.zeros(len(starts), bool)
+    end_ts = np.where(reopened, ts[end], capture_end)
+    return pd.DataFrame({
+        "flow_id": flow[starts].astype(np.int64),
+        "side": np.array(["client", "server"], dtype=object)[side[starts].astype(np.int64)],
+        "start_frame": frame[starts].astype(np.int64), "start_ts": ts[starts],
+        "end_frame": np.array([int(f) if r else None for f, r in zip(frame[end], reopened)],
+                              dtype=object),
+        "end_ts": end_ts, "duration_s": end_ts - ts[starts], "reopened": reopened})
 
 
 def zero_windows(t: Tables, opts: Options) -> list[Stall]:

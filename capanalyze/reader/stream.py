@@ -11,10 +11,11 @@ from collections import namedtuple
 import numpy as np
 import pandas as pd
 
-from .. import schema
+from .. import jit, schema
 from ..errors import CaptureError
 from . import outcomes, pcap, pcapng
 from .addresses import AddressInterner
+from .blocks import Block, BlockReader
 from .decode import TCP_FIELDS, decode_records
 from .info import CaptureInfo
 from .linktypes import linktype_name
@@ -42,10 +43,9 @@ class CaptureReader:
         self.addresses = AddressInterner()
         self._max_rows = max_rows
         # tiny chunk sizes are allowed (tests use them to split records across chunks)
-        self._buf = np.empty(max(chunk_bytes, 64), np.uint8)
-        head = min(_HEAD_BYTES, self._buf.shape[0])
-        self._fill = self._src.readinto(memoryview(self._buf)[:head])
-        self._eof = self._fill < head
+        self._chunk_bytes = max(chunk_bytes, 64)
+        self._buf = np.empty(min(_HEAD_BYTES, self._chunk_bytes), np.uint8)
+        self._fill = self._src.readinto(memoryview(self._buf))
         self._buf_offset = 0                # file offset (uncompressed) of buf[0]
         self._started = False
         self._last_ts: int | None = None
@@ -102,42 +102,38 @@ class CaptureReader:
             self._finish()
 
     def _chunks(self):
-        out = RecordArrays(min(self._max_rows, self._buf.shape[0] // 16 + 1))
-        pos = 0
-        while True:
-            self._read_more()
+        out = RecordArrays(min(self._max_rows, self._chunk_bytes // 16 + 1))
+        blocks = BlockReader(self._src, self._chunk_bytes, threaded=jit.is_compiled())
+        tail, offset = self._buf[:self._fill].copy(), 0   # the head read to detect the format
+        try:
             while True:
-                pos, n, status, value = self._walker.walk(self._buf, pos, self._fill, out, 0)
-                if n:
-                    yield from self._decode(out, n)
-                if status != FULL:
-                    break
-            if status != NEED_MORE:
-                self._stop_damaged(status, value, pos)
-                return
-            if self._eof:
-                if pos < self._fill:
-                    self._warn_truncated(self._fill - pos, value)
-                return
-            self._keep_tail(pos, value)
-            pos = 0
+                block = blocks.next()
+                eof = block is None
+                block = Block(tail, 0, tail.shape[0]) if eof else block.prepend(tail)
+                self._buf, self._buf_offset = block.buf, offset - block.start
+                self.info.bytes_read = self._src.bytes_read
+                pos, status, value = yield from self._walk_block(block, out)
+                if status != NEED_MORE:
+                    self._stop_damaged(status, value, pos)
+                    return
+                if eof:
+                    if pos < block.end:
+                        self._warn_truncated(block.end - pos, value)
+                    return
+                tail, offset = block.buf[pos:block.end].copy(), self._buf_offset + pos
+                blocks.release(block)
+        finally:
+            blocks.close()
 
-    def _read_more(self) -> None:
-        if self._eof:
-            return
-        got = self._src.readinto(memoryview(self._buf)[self._fill:])
-        self._fill += got
-        self._eof = self._fill < self._buf.shape[0]
-        self.info.bytes_read = self._src.bytes_read
-
-    def _keep_tail(self, pos: int, need: int) -> None:
-        """Move the incomplete record at pos to the buffer front (growing it if needed)."""
-        tail = self._buf[pos:self._fill].copy()
-        if need > self._buf.shape[0]:
-            self._buf = np.empty(need, np.uint8)
-        self._buf[:tail.shape[0]] = tail
-        self._buf_offset += pos
-        self._fill = tail.shape[0]
+    def _walk_block(self, block: Block, out: RecordArrays):
+        """Walk and decode a block's complete records; returns where and why it stopped."""
+        pos = block.start
+        while True:
+            pos, n, status, value = self._walker.walk(block.buf, pos, block.end, out, 0)
+            if n:
+                yield from self._decode(out, n)
+            if status != FULL:
+                return pos, status, value
 
     # ---- decode and account ---------------------------------------------------------
     def _decode(self, out: RecordArrays, n: int):

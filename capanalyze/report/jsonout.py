@@ -65,6 +65,9 @@ def _plain_column(series) -> list:
 
 def clean(value):
     """numpy/pandas scalars -> plain JSON values; NaN -> null."""
+    kind = type(value)
+    if kind is str or kind is int or value is None:   # most values: answer at once
+        return value
     if isinstance(value, dict):
         return {str(k): clean(v) for k, v in value.items()}
     if isinstance(value, (list, tuple, np.ndarray)):
