@@ -38,10 +38,12 @@ class TcpState:
         self.gap_chunks.append(G[:ng])
 
     def gap_records(self) -> np.ndarray:
-        return _stack(self.gap_chunks, ts.N_G)
+        self.gap_chunks = [_stack(self.gap_chunks, ts.N_G)]   # the chunks are freed
+        return self.gap_chunks[0]
 
     def rst_records(self) -> np.ndarray:
-        return _stack(self.rst_chunks, ts.N_R)
+        self.rst_chunks = [_stack(self.rst_chunks, ts.N_R)]
+        return self.rst_chunks[0]
 
 
 def _grown(a: np.ndarray, rows: int) -> np.ndarray:

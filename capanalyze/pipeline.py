@@ -65,7 +65,8 @@ def analyze(source, settings: Settings | None = None, progress=None) -> Analysis
         assign_flows(cols, keys)
         P = events.packet_matrix(cols)
         cols.update(events.event_arrays(events.run(P, state, int(keys.count[0]))))
-        keep = events.notable_mask(cols["events"])
+        # positions, not a mask: ~2 % of rows are notable, and a mask is walked per column
+        keep = np.flatnonzero(events.notable_mask(cols["events"]))
         notable.append({name: column[keep] for name, column in cols.items()})
         if settings.keep_packets:
             kept.append(_only_flows(cols, settings.keep_flows))
@@ -77,15 +78,17 @@ def analyze(source, settings: Settings | None = None, progress=None) -> Analysis
     state.close(n_flows, info.last_ts_ns or 0)
     flows = flows_table(keys, state, reader.addresses.categories()).set_index("flow_id", drop=False)
     packets = packet_table(kept, reader) if settings.keep_packets else None
-    return _derive(info, flows, state, packet_table(notable, reader), packets,
-                   capture_end, settings)
+    kept.clear()   # the chunks live on in the tables: free them before deriving
+    notable_rows = packet_table(notable, reader)
+    notable.clear()
+    return _derive(info, flows, state, notable_rows, packets, capture_end, settings)
 
 
 def _only_flows(cols: dict, flows: frozenset | None) -> dict:
     """Charts of a few connections of a multi-GB capture need only their packets."""
     if flows is None:
         return cols
-    keep = np.isin(cols["flow_id"], np.fromiter(flows, dtype=np.int64))
+    keep = np.flatnonzero(np.isin(cols["flow_id"], np.fromiter(flows, dtype=np.int64)))
     return {name: column[keep] for name, column in cols.items()}
 
 

@@ -106,7 +106,7 @@ def test_what_ended_a_gap(analyze_capture, ending, expected):
     gap = gaps.iloc[0]
     assert gap["ended_by"] == expected
     if ending == "capture_end":
-        assert pd.isna(gap["end_frame"]) and gap["end_from"] is None
+        assert pd.isna(gap["end_frame"]) and pd.isna(gap["end_from"])
         assert gap["keepalives"] == 1
     else:
         assert gap["end_from"] == "server"
