@@ -2,27 +2,42 @@
 """Generate large, realistic Ethernet/IPv4 captures for benchmarking capanalyze.
 
     python benchmarks/gen_capture.py --packets 5M --seed 1 -o /tmp/5M.pcap
+    python benchmarks/gen_capture.py --packets 5M --profile bulk -o /tmp/5M_bulk.pcap
     python benchmarks/gen_capture.py --packets 100k --snaplen 128 --format pcapng --nanosecond -o x.pcapng
 
 Traffic model (vantage point: a tap on the client side, e.g. a NAT gateway)
 --------------------------------------------------------------------------
+Two profiles share everything below except the sizes marked [mixed | bulk]:
+  --profile mixed (default): API-style traffic with application payloads, shaped like the
+    reference capture of the performance issue (4.93 M packets, 1.89 GB, 20k connections):
+    5M packets make a 1.92 GB file (~384 bytes/packet) with ~20.7k connections.
+  --profile bulk: the earlier model, dominated by big downloads, with zero payloads: 5M
+    packets make 4.47 GB (~894 bytes/packet) with ~24k connections. Its bytes for a given
+    seed are exactly those of the generator before profiles existed.
 * Hosts: ~N/2500 client IPs in 10.0.0.0/8 (80% Linux: TTL 64, TCP timestamps; 20% Windows:
   TTL 128, no timestamps, 1-byte keepalives) and ~N/25000 servers in the RFC 5737/1918
   ranges (TTL 64/128/255 minus 3..20 hops). Linux senders number IP IDs per connection,
   Windows senders per host (one counter across all their connections).
-* Connections (e.g. ~24k seen in 5M packets, ~6.5k in 1M) open uniformly from up to an
-  hour before the capture starts until the end of its span (default max(600 s,
-  packets/1000 s)) and interleave in time order; those already open at the start are
-  seen mid-stream (no handshake, maybe a keepalive as their first packet).
+* Connections (in 5M packets ~20.7k [mixed] | ~24k [bulk]; in 1M ~5.8k | ~6.5k) open
+  uniformly from up to an hour before the capture starts until the end of its span
+  (default max(600 s, packets/1000 s)) and interleave in time order; those already open at
+  the start are seen mid-stream (no handshake, maybe a keepalive as their first packet).
   Each has a per-connection RTT (lognormal, median 15 ms), downstream bandwidth (median
   50 Mbit/s) that paces received segments, random ISNs and TCP timestamp offsets.
 * A connection is a sequence of episodes, each starting after a gap:
   - handshake: SYN / SYN-ACK with MSS, SACK-permitted, TS, WS options (Linux order) or
     MSS, WS, SACK-permitted (Windows); 1.5% lose the SYN 1..3 times (1 s, 2 s, 4 s);
-  - request/response exchanges (~15 per connection, heavy-tailed; request median 400 B,
-    response median 1.5 KB, up to 8 MB) split at the MSS, receivers ACK every second
-    segment and delay the odd last ACK by 40 ms; server think time median 5 ms;
-    client think time median 0.3 s, 4% of gaps are idle periods of 30..900 s;
+  - request/response exchanges, per connection [mixed: 30% have 1 + geometric(0.25), the
+    others lognormal median 45 (~60 on average) | bulk: half 1 + geometric(0.4), half
+    median 12 (~15 on average)]. Sizes (lognormal medians, clipped):
+      [mixed] requests 250 B (to 16 KB), 0.2% uploads of 30 KB (to 1 MB); responses
+              300 B (to 64 KB), 0.2% downloads of 60 KB (to 2 MB);
+      [bulk]  requests 400 B (to 60 KB), 1.5% uploads of 200 KB (to 2 MB); responses
+              1.5 KB with a heavy tail up to 8 MB.
+    Split at the MSS; receivers ACK every second segment and delay the odd last ACK by
+    40 ms; server think time median 5 ms; client think time median 0.3 s, and
+    [mixed 0.7% | bulk 4%] of the gaps are idle periods of 30..900 s (about one idle
+    period per two connections in both);
   - keepalive periods (8% of connections, 80% probed by the client): probes after a
     15..300 s idle, Linux 0 bytes seq=nxt-1, Windows 1 garbage byte; each answered;
   - loss with fast retransmit (3% of connections): a burst of 8..20 segments loses one,
@@ -39,18 +54,38 @@ Traffic model (vantage point: a tap on the client side, e.g. a NAT gateway)
   RST) 1%, silent black hole (15 RTO retransmissions over ~15 min, 5 on Windows; no RST) 1%.
 * Port reuse: 2.5% of connections reuse the 4-tuple of an earlier closed one 1..120 s
   after it ended, with a new ISN.
-* Server ports 443, 80, 8080, 8443, 3000, 8000, 6443, 9200: ports whose Wireshark
-  dissectors accept zero payloads (Kafka, PostgreSQL, Redis, SSH ones call them malformed).
+* Server ports: TLS on 443, 8443, 6443, 9200 and HTTP on 80, 8080, 3000, 8000.
 * Noise (~1.5% of packets): DNS A queries/answers over UDP, ICMP echo request/reply,
   ARP who-has/is-at.
-Payload bytes are zeros (lengths, IP/TCP/UDP/ICMP checksums are right). Frames received
-by the client side are padded to the Ethernet minimum of 60 bytes. The capture stops at
-exactly --packets packets, so the last connections are cut like a real capture.
+Payload bytes (--payload; default app for mixed, zeros for bulk):
+  zeros: all payload bytes are 0 (Wireshark's TLS/HTTP dissectors find nothing to do).
+  app:   every data segment carries the bytes of its message at its offset (retransmissions
+    repeat them). Each message (a request, a response, an upload burst, an RTO'd or
+    evicted segment) on a TLS port is a run of TLS 1.2 application_data records
+    (17 03 03 + length; 16408-byte bodies, a shorter last one; the bodies are
+    pseudo-random "ciphertext") that Wireshark reassembles across segments. On an HTTP
+    port a request is `GET /api/v1/items/NNNNNN HTTP/1.1` with Host, User-Agent, Accept
+    and a bearer token padding it to its size, or, from 1200 bytes, a POST with a JSON
+    body; a response is `HTTP/1.1 200 OK` with Content-Type: application/json and a
+    Content-Length equal to its body: a JSON array of items padded with spaces.
+    Messages too short for their headers are grown at planning time (TLS >= 22 B, HTTP
+    GET >= 153 B, response >= 87 B). 1-byte zero-window probes carry the next message's
+    first byte; keepalive bytes stay 0. No handshake records (no ClientHello). Client
+    ports Wireshark binds a dissector to (IRC on 57000, ...) move to 61000-61006, since
+    tshark tries the client port when the server port (9200, 3000, ...) has none.
+    The only frames tshark flags malformed or as expert errors are reassembly errors "New
+    fragment overlaps old data (retransmission?)" on fast retransmissions of uploads whose
+    original the tap saw: Wireshark's reaction to a retransmission into a PDU it already
+    reassembled, as on real captures (6 in 100k packets, 66 in 1M, seed 1).
+Lengths and IP/TCP/UDP/ICMP checksums are right (TCP ones over the whole payload, also
+with --snaplen). Frames received by the client side are padded to the Ethernet minimum of
+60 bytes. The capture stops at exactly --packets packets, so the last connections are cut
+like a real capture.
 
 How: connection and episode plans are small numpy tables; packets are built per time
 window (~--batch packets) from the episodes overlapping the window, sorted by time and
-encoded into one byte buffer with vectorised numpy; a tiny numba loop copies the headers
-into the file buffer. Memory stays flat with the packet count.
+encoded into one byte buffer with vectorised numpy; small numba loops copy the headers
+into the file buffer and write the payload bytes. Memory stays flat with the packet count.
 """
 from __future__ import annotations
 
@@ -86,7 +121,8 @@ F_FIN, F_SYN, F_RST, F_PSH, F_ACK = 0x01, 0x02, 0x04, 0x08, 0x10
 
 GW_MAC = bytes.fromhex("0242ac110001")
 HDR_W = 112  # widest header we build (ICMP echo incl. its 56-byte payload: 98)
-ROW_COLS = ("ep", "t", "sub", "dir", "flags", "seq", "ack", "plen", "win", "opt", "sl", "sr", "tag")
+ROW_COLS = ("ep", "t", "sub", "dir", "flags", "seq", "ack", "plen", "win", "opt", "sl", "sr", "tag",
+            "m0", "ml")
 DNS_NAMES = ["api.example.com", "db.internal.example", "cdn.example.net",
              "auth.example.org", "metrics.example.com", "s3.example.net"]
 
@@ -135,21 +171,54 @@ class Rows:
     def __init__(self):
         self.blocks = []
 
-    def add(self, ep, t, dir, flags, seq, ack, plen, win, tag, opt=O_PLAIN, sl=0, sr=0):
+    def add(self, ep, t, dir, flags, seq, ack, plen, win, tag, opt=O_PLAIN, sl=0, sr=0, msg=(0, 0)):
+        """msg: (sequence offset where the segment's message starts, message length) of
+        data segments; application bytes are a function of the offset within it."""
         n = len(ep)
         if n == 0:
             return
         sub = len(self.blocks)
-        vals = (ep, t, sub, dir, flags, seq, ack, plen, win, opt, sl, sr, tag)
+        vals = (ep, t, sub, dir, flags, seq, ack, plen, win, opt, sl, sr, tag, msg[0], msg[1])
         self.blocks.append([np.broadcast_to(v, n) for v in vals])
 
     def table(self):
         dtypes = (np.int64, np.float64, np.int32, np.int8, np.uint8, np.int64, np.int64,
-                  np.int32, np.int32, np.int8, np.int64, np.int64, np.int8)
+                  np.int32, np.int32, np.int8, np.int64, np.int64, np.int8, np.int64, np.int64)
         if not self.blocks:
             return {c: np.zeros(0, d) for c, d in zip(ROW_COLS, dtypes)}
         return {c: np.concatenate([b[i] for b in self.blocks]).astype(d, copy=False)
                 for i, (c, d) in enumerate(zip(ROW_COLS, dtypes))}
+
+
+# ----------------------------------------------------------------------------- profiles
+@dataclass(frozen=True)
+class Profile:
+    """Size and count distributions of one traffic shape (lognormal median, sigma, clip)."""
+    name: str
+    short_p: float  # share of connections with only a few exchanges
+    short_geo: float  # geometric p of their extra exchanges
+    long_ex: tuple  # exchanges per long connection
+    upload_p: float  # share of requests that are uploads
+    upload: tuple  # upload request bytes
+    request: tuple  # other request bytes
+    response: tuple  # response bytes
+    idle_p: float  # share of client think gaps that are 30..900 s idle periods
+    payload: str  # default --payload: "zeros" or "app"
+    download_p: float = 0.0  # share of responses drawn from `download` instead
+    download: tuple = ()
+    pkts_per_conn: float = 250.0  # first guess of the planner's search
+
+
+PROFILES = {
+    # big downloads: ~890 bytes/packet, ~24k connections per 5M packets
+    "bulk": Profile("bulk", 0.5, 0.4, (12, 1.2, 2, 2000), 0.015, (200e3, 1.0, 2e3, 2e6),
+                    (400, 1.0, 20, 60e3), (1500, 1.8, 1, 8e6), 0.04, "zeros"),
+    # API-style traffic: many small request/response exchanges per connection, rare
+    # uploads/downloads of up to 1-2 MB; ~380 bytes/packet, ~20k connections per 5M packets
+    "mixed": Profile("mixed", 0.3, 0.25, (45, 1.3, 2, 3000), 0.002, (30e3, 1.0, 2e3, 1e6),
+                     (250, 0.6, 20, 16e3), (300, 1.0, 2, 64e3), 0.007, "app",
+                     download_p=0.002, download=(60e3, 1.0, 16e3, 2e6)),
+}
 
 
 # ----------------------------------------------------------------------------- planning
@@ -225,11 +294,12 @@ def pick_followers(rng, c):
     return follows
 
 
-def plan_episodes(rng, c):
+def plan_episodes(rng, c, prof):
     """Episode table: one row per episode, sorted by (connection, order)."""
     n = len(c["close"])
-    short = rng.random(n) < 0.5
-    n_ex = np.where(short, 1 + rng.geometric(0.4, n), np.ceil(lognorm(rng, 12, 1.2, n, 2, 2000)))
+    short = rng.random(n) < prof.short_p
+    n_ex = np.where(short, 1 + rng.geometric(prof.short_geo, n),
+                    np.ceil(lognorm(rng, *prof.long_ex[:2], n, *prof.long_ex[2:])))
     n_ex = n_ex.astype(np.int64)
     parts = []
 
@@ -242,11 +312,15 @@ def plan_episodes(rng, c):
 
     conn, idx = expand(n_ex)
     m = len(conn)
-    upload = rng.random(m) < 0.015
-    q = np.where(upload, lognorm(rng, 200e3, 1.0, m, 2e3, 2e6), lognorm(rng, 400, 1.0, m, 20, 60e3))
-    p = lognorm(rng, 1500, 1.8, m, 1, 8e6)
+    upload = rng.random(m) < prof.upload_p
+    q = np.where(upload, lognorm(rng, *prof.upload[:2], m, *prof.upload[2:]),
+                 lognorm(rng, *prof.request[:2], m, *prof.request[2:]))
+    p = lognorm(rng, *prof.response[:2], m, *prof.response[2:])
+    if prof.download_p:  # (bulk draws nothing here: its bytes stay as they were)
+        download = rng.random(m) < prof.download_p
+        p = np.where(download, lognorm(rng, *prof.download[:2], m, *prof.download[2:]), p)
     gap = lognorm(rng, 0.3, 1.5, m, 0.001, 60)
-    idle = rng.random(m) < 0.04
+    idle = rng.random(m) < prof.idle_p
     gap = np.where(idle, rng.uniform(30, 900, m), gap)
     first = idx == 0  # the request right after connect()
     gap[first] = lognorm(rng, 0.0003, 1.0, first.sum(), 20e-6, 0.005)
@@ -351,15 +425,18 @@ def lead_time(span):
     return min(span, 3600.0)
 
 
-def build_plan(rng, n_packets, span):
+def build_plan(rng, n_packets, span, prof, app):
     """Connections, episodes and hosts giving about 1.03 * n_packets TCP packets within
-    [0, span): the capture is cut at n_packets, close to the span's end."""
-    n_conn = max(200, int(n_packets / 250 * (1 + lead_time(span) / span)))
+    [0, span): the capture is cut at n_packets, close to the span's end. `app`: messages
+    carry application bytes, so each must be long enough for its headers."""
+    n_conn = max(200, int(n_packets / prof.pkts_per_conn * (1 + lead_time(span) / span)))
     want = n_packets * 1.03 * 0.985  # 1.5% of the packets are noise
     for _ in range(8):
         hosts = plan_hosts(rng, n_conn)
         c = plan_connections(rng, n_conn, hosts)
-        ep = plan_episodes(rng, c)
+        ep = plan_episodes(rng, c, prof)
+        if app:
+            fit_messages(ep, c)
         dur, dc, ds, npk = episode_shape(ep, c)
         ep.update(dur=dur, dc=dc, ds=ds, npk=npk)
         place_in_time(rng, c, ep, span)
@@ -368,7 +445,32 @@ def build_plan(rng, n_packets, span):
             break
         n_conn = max(200, int(n_conn * want / max(inside, 1) * 1.03))
     allocate_ports(rng, c, hosts)
+    if app:
+        avoid_dissector_ports(c)
     return Plan(conn=c, ep=ep, hosts=hosts, span=span)
+
+
+def fit_messages(ep, c):
+    """Grow messages too short to hold a TLS record or an HTTP head (no randomness, so
+    the rest of the plan is unchanged)."""
+    port = c["sport"][ep["conn"]]
+    tls, http = np.isin(port, TLS_PORTS), np.isin(port, HTTP_PORTS)
+    q_min = np.where(tls, TLS_MIN, np.where(http, GET_MIN, 0))
+    p_min = np.where(tls, TLS_MIN, np.where(http, RESP_MIN, 0))
+    ex = ep["type"] == EX
+    ep["a"] = np.where(ex, np.maximum(ep["a"], q_min), ep["a"])
+    ep["b"] = np.where(ex, np.maximum(ep["b"], p_min), ep["b"])
+    client_data = np.isin(ep["type"], [RTO, EVICT, RTO_DEAD])
+    ep["b"] = np.where(client_data, np.maximum(ep["b"], q_min), ep["b"])
+
+
+def avoid_dissector_ports(c):
+    """Move client ports that Wireshark 4.0 binds a dissector to (it tries a connection's
+    client port when the server port has none, e.g. IRC on 57000 for a 9200 client) to
+    unused ports above the Linux ephemeral range, one per bound port."""
+    bound = np.array(DISSECTOR_PORTS)
+    hit = np.isin(c["cport"], bound)
+    c["cport"][hit] = 61000 + np.searchsorted(bound, c["cport"][hit])
 
 
 def place_in_time(rng, c, ep, span):
@@ -458,7 +560,7 @@ def emit_exchange(rows, x):
     tq = x.st[rep] + j * x.tx_c[rep] + j // 10 * x.r[rep]
     m = x.mss_c[rep]
     rows.add(x.e[rep], tq, 0, F_ACK | np.where(j == nq[rep] - 1, F_PSH, 0), x.c0[rep] + j * m,
-             x.s0[rep], np.minimum(m, q[rep] - j * m), x.win_c[rep], T_DATA)
+             x.s0[rep], np.minimum(m, q[rep] - j * m), x.win_c[rep], T_DATA, msg=(x.c0[rep], q[rep]))
     # server ACKs every second request segment
     rep, i = expand(nq // 2)
     j = 2 * i + 1
@@ -473,7 +575,8 @@ def emit_exchange(rows, x):
     tr = x.st[rep] + tm["resp0"][rep] + j * x.tx_s[rep]
     m = x.mss_s[rep]
     rows.add(x.e[rep], tr, 1, F_ACK | np.where(j == nr[rep] - 1, F_PSH, 0), x.s0[rep] + j * m,
-             x.c0[rep] + q[rep], np.minimum(m, p[rep] - j * m), x.win_s[rep], T_DATA)
+             x.c0[rep] + q[rep], np.minimum(m, p[rep] - j * m), x.win_s[rep], T_DATA,
+             msg=(x.s0[rep], p[rep]))
     # client ACKs every second segment, delays the odd last one
     rep, i = expand(nr // 2)
     j = 2 * i + 1
@@ -509,10 +612,11 @@ def emit_fast_up(rows, x):
     m = x.mss_c[rep]
     tj = x.st[rep] + j * tx[rep]
     rows.add(x.e[rep], tj, 0, F_ACK | np.where(j == w[rep] - 1, F_PSH, 0), x.c0[rep] + j * m,
-             x.s0[rep], m, x.win_c[rep], T_DATA)
+             x.s0[rep], m, x.win_c[rep], T_DATA, msg=(x.c0[rep], w[rep] * m))
     fast_acks(rows, x, rep, j, tj + x.r[rep], 1, x.c0, x.s0, x.mss_c, x.win_s)
     t_retx = x.st + fast_k3(lost) * tx + x.r + EPS
-    rows.add(x.e, t_retx, 0, F_ACK, x.c0 + lost * x.mss_c, x.s0, x.mss_c, x.win_c, T_RETX_FAST)
+    rows.add(x.e, t_retx, 0, F_ACK, x.c0 + lost * x.mss_c, x.s0, x.mss_c, x.win_c, T_RETX_FAST,
+             msg=(x.c0, w * x.mss_c))
     rows.add(x.e, t_retx + x.r, 1, F_ACK, x.s0, x.c0 + w * x.mss_c, 0, x.win_s, T_ACK)
 
 
@@ -523,10 +627,11 @@ def emit_fast_down(rows, x):
     tj = x.st[rep] + j * x.tx_s[rep]
     seen = j != lost[rep]  # the lost segment never reached the tap
     rows.add(x.e[rep][seen], tj[seen], 1, F_ACK, (x.s0[rep] + j * m)[seen], x.c0[rep][seen],
-             m[seen], x.win_s[rep][seen], T_DATA)
+             m[seen], x.win_s[rep][seen], T_DATA, msg=(x.s0[rep][seen], (w[rep] * m)[seen]))
     fast_acks(rows, x, rep, j, tj + EPS, 0, x.s0, x.c0, x.mss_s, x.win_c)
     t_retx = x.st + fast_k3(lost) * x.tx_s + EPS + x.r
-    rows.add(x.e, t_retx, 1, F_ACK, x.s0 + lost * x.mss_s, x.c0, x.mss_s, x.win_s, T_RETX_FAST)
+    rows.add(x.e, t_retx, 1, F_ACK, x.s0 + lost * x.mss_s, x.c0, x.mss_s, x.win_s, T_RETX_FAST,
+             msg=(x.s0, w * x.mss_s))
     rows.add(x.e, t_retx + EPS, 0, F_ACK, x.c0, x.s0 + w * x.mss_s, 0, x.win_c, T_ACK)
 
 
@@ -547,17 +652,17 @@ def fast_acks(rows, x, rep, j, t_ack, adir, data0, own0, mss, win):
 
 def emit_rto(rows, x):
     rep, k = expand(x.a)
-    rows.add(x.e, x.st, 0, F_ACK | F_PSH, x.c0, x.s0, x.b, x.win_c, T_DATA)
+    rows.add(x.e, x.st, 0, F_ACK | F_PSH, x.c0, x.s0, x.b, x.win_c, T_DATA, msg=(x.c0, x.b))
     rows.add(x.e[rep], x.st[rep] + backoff_time(x.f[rep], k), 0, F_ACK | F_PSH, x.c0[rep], x.s0[rep],
-             x.b[rep], x.win_c[rep], T_RETX_RTO)
+             x.b[rep], x.win_c[rep], T_RETX_RTO, msg=(x.c0[rep], x.b[rep]))
     rows.add(x.e, x.st + backoff_time(x.f, x.a - 1) + x.r, 1, F_ACK, x.s0, x.c0 + x.b, 0, x.win_s, T_ACK)
 
 
 def emit_rto_dead(rows, x):
     rep, k = expand(x.a)
-    rows.add(x.e, x.st, 0, F_ACK | F_PSH, x.c0, x.s0, x.b, x.win_c, T_DATA)
+    rows.add(x.e, x.st, 0, F_ACK | F_PSH, x.c0, x.s0, x.b, x.win_c, T_DATA, msg=(x.c0, x.b))
     rows.add(x.e[rep], x.st[rep] + backoff_time(x.f[rep], k), 0, F_ACK | F_PSH, x.c0[rep], x.s0[rep],
-             x.b[rep], x.win_c[rep], T_RETX_RTO)
+             x.b[rep], x.win_c[rep], T_RETX_RTO, msg=(x.c0[rep], x.b[rep]))
 
 
 def emit_zero_window(rows, x):
@@ -565,7 +670,8 @@ def emit_zero_window(rows, x):
     rep, j = expand(w)
     m = x.mss_s[rep]
     tj = x.st[rep] + j * x.tx_s[rep]
-    rows.add(x.e[rep], tj, 1, F_ACK, x.s0[rep] + j * m, x.c0[rep], m, x.win_s[rep], T_DATA)
+    rows.add(x.e[rep], tj, 1, F_ACK, x.s0[rep] + j * m, x.c0[rep], m, x.win_s[rep], T_DATA,
+             msg=(x.s0[rep], w[rep] * m))
     ack = (j % 2) == 1  # the client ACKs every second one with a shrinking window
     win = (x.win_c[rep] * (w[rep] - 1 - j) // w[rep])
     rows.add(x.e[rep][ack], tj[ack] + EPS, 0, F_ACK, x.c0[rep][ack], (x.s0[rep] + (j + 1) * m)[ack], 0,
@@ -575,7 +681,9 @@ def emit_zero_window(rows, x):
     rep, k = expand(n_probe)
     tp = t_last[rep] + backoff_time(x.f[rep], k)
     one = x.c2[rep] == 1  # 1 byte at una (BSD/Windows) vs Linux 0 bytes at una-1
-    rows.add(x.e[rep], tp, 1, F_ACK, una[rep] - (~one), x.c0[rep], one.astype(np.int32), x.win_s[rep], T_ZWP)
+    # a 1-byte probe carries the next byte the server has queued: its next message's first
+    rows.add(x.e[rep], tp, 1, F_ACK, una[rep] - (~one), x.c0[rep], one.astype(np.int32), x.win_s[rep], T_ZWP,
+             msg=(una[rep], np.int64(TLS_REC)))
     rows.add(x.e[rep], tp + EPS, 0, F_ACK, x.c0[rep], una[rep], 0, 0, T_ZW)
     t_upd = t_last + backoff_time(x.f, n_probe - 1) + 0.5 * np.minimum(
         x.f * np.left_shift(1, np.minimum(n_probe, 20)), RTO_CAP)
@@ -602,7 +710,7 @@ def emit_rst(rows, x):
 
 def emit_evict(rows, x):
     """After a long idle the next segment meets a middlebox that forgot the flow."""
-    rows.add(x.e, x.st, 0, F_ACK | F_PSH, x.c0, x.s0, x.b, x.win_c, T_DATA)
+    rows.add(x.e, x.st, 0, F_ACK | F_PSH, x.c0, x.s0, x.b, x.win_c, T_DATA, msg=(x.c0, x.b))
     rows.add(x.e, x.st + 0.6 * x.r, 1, F_RST, x.s0, 0, 0, 0, T_RST, O_NONE)
 
 
@@ -869,6 +977,239 @@ def dns_payload(name, reply):
     return body
 
 
+# ----------------------------------------------------------------------------- payload bytes
+# With --payload app every data segment carries the bytes of the message it belongs to, a
+# pure function of (message kind, offset in the message, message length, episode), so
+# retransmissions repeat the original bytes and any window sees the same stream.
+TLS_PORTS = (443, 8443, 6443, 9200)
+# `tshark -G decodes` tcp.port entries in 32768..60999 (ecatf, pcp, pmproxy, enip, cbsp, ams, irc)
+DISSECTOR_PORTS = (34980, 44321, 44322, 44818, 48049, 48898, 57000)
+HTTP_PORTS = (80, 8080, 3000, 8000)
+PK_NONE, PK_TLS, PK_HTTP_REQ, PK_HTTP_RESP = 0, 1, 2, 3
+TLS_REC = 5 + 16408  # header + a full AES-GCM record (8 nonce + 16384 data + 16 tag)
+TLS_MIN = 5 + 17  # header + the smallest TLS 1.3 record (1 content type + 16 tag)
+POST_FROM = 1200  # requests this long are POSTs with a JSON body, shorter ones GETs
+GET_HEAD = (b"GET /api/v1/items/###### HTTP/1.1\r\nHost: api.example.com\r\n"
+            b"User-Agent: okhttp/4.12.0\r\nAccept: application/json\r\nAuthorization: Bearer ")
+POST_HEAD = (b"POST /api/v1/items HTTP/1.1\r\nHost: api.example.com\r\nUser-Agent: okhttp/4.12.0\r\n"
+             b"Content-Type: application/json\r\nContent-Length: ")
+RESP_HEAD = b"HTTP/1.1 200 OK\r\nServer: nginx\r\nContent-Type: application/json\r\nContent-Length: "
+HEAD_END = b"\r\n\r\n"
+JSON_ITEM = b'{"id":1#####,"name":"item-1#####","price":1##.##,"stock":1##}'  # no leading 0s
+GET_MIN = len(GET_HEAD) + 16 + len(HEAD_END)  # bearer token of at least 16 characters
+RESP_MIN = len(RESP_HEAD) + 1 + len(HEAD_END) + 2  # body "[]"
+TOKEN_CHARS = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+
+
+def text_table(text):
+    """Bytes of a template and, per byte, the decimal place a '#' shows (-1: literal)."""
+    raw = np.frombuffer(text, np.uint8).copy()
+    place = np.full(len(raw), -1, np.int64)
+    run = 0
+    for i in range(len(raw) - 1, -1, -1):
+        run = run + 1 if raw[i] == ord("#") else 0
+        if run:
+            place[i] = run - 1
+    return raw, place
+
+
+def payload_tables():
+    rnd = np.random.default_rng(0x7157).integers(0, 256, 1 << 16).astype(np.uint8)  # "ciphertext"
+    rnd = np.concatenate([rnd, rnd])  # a run of up to 64 KiB from any start is one slice
+    tables = [rnd, np.frombuffer(TOKEN_CHARS, np.uint8).copy(), np.frombuffer(HEAD_END, np.uint8).copy()]
+    for text in (GET_HEAD, POST_HEAD, RESP_HEAD, JSON_ITEM):
+        tables += text_table(text)
+    return tuple(tables)
+
+
+PAYLOAD_TABLES = payload_tables()
+
+
+@njit(cache=True, nogil=True)
+def template_byte(raw, place, r, value):
+    pl = place[r]
+    if pl < 0:
+        return raw[r]
+    return 48 + (value // 10 ** pl) % 10
+
+
+@njit(cache=True, nogil=True)
+def n_digits(v):
+    d = 1
+    while v >= 10:
+        v //= 10
+        d += 1
+    return d
+
+
+@njit(cache=True, nogil=True)
+def length_layout(mlen, head):
+    """(digits, extra space, body length) of HEAD + Content-Length + HEAD_END + body filling
+    mlen bytes; at a power of ten no digit count fits and one space of OWS pads the head."""
+    for extra in range(2):
+        for d in range(1, 12):
+            body = mlen - head - 4 - extra - d
+            if body >= 0 and n_digits(body) == d:
+                return d, extra, body
+    return 1, 0, -1
+
+
+@njit(cache=True, nogil=True)
+def tls_record(pos, mlen):
+    """(start, length) of the record holding byte pos: full records, then the rest, which
+    borrows from the last full record rather than be shorter than TLS_MIN."""
+    full = mlen // TLS_REC
+    tail = mlen - full * TLS_REC
+    if 0 < tail < TLS_MIN and full > 0:
+        cut = (full - 1) * TLS_REC
+        if pos >= cut:
+            short = TLS_REC - TLS_MIN
+            if pos < cut + short:
+                return cut, short
+            return cut + short, tail + TLS_MIN
+    start = pos // TLS_REC * TLS_REC
+    return start, min(TLS_REC, mlen - start)
+
+
+@njit(cache=True, nogil=True)
+def tls_bytes(out, n, pos, mlen, mid, rnd):
+    i = 0
+    while i < n:
+        start, length = tls_record(pos + i, mlen)
+        r = pos + i - start
+        run = min(length - r, n - i)
+        if run <= 0:  # beyond the message: cannot happen for planned segments
+            out[i:n] = 0
+            return
+        head = max(min(5 - r, run), 0)
+        for k in range(head):
+            rr = r + k
+            if rr < 3:
+                out[i + k] = (0x17, 0x03, 0x03)[rr]
+            elif rr == 3:
+                out[i + k] = (length - 5) >> 8
+            else:
+                out[i + k] = (length - 5) & 0xFF
+        body = (pos + i + head + mid * 7919) & 0xFFFF
+        out[i + head:i + run] = rnd[body:body + run - head]
+        i += run
+
+
+@njit(cache=True, nogil=True)
+def json_bytes(out, i0, n, b, size, mid, raw, place):
+    """Body bytes b.. of `[item,item,...]` padded with spaces to `size` (valid JSON)."""
+    width = len(raw) + 1
+    items = max((size - 1) // width, 0)
+    end = items * width - 1 if items > 0 else 0  # items and commas
+    for k in range(n):
+        p = b + k
+        if p == 0:
+            c = 91  # [
+        else:
+            p -= 1
+            if p < end:
+                it, r = p // width, p % width
+                c = 44 if r == width - 1 else template_byte(raw, place, r, (mid * 7919 + it * 104729) % 1000000)
+            elif p == end:
+                c = 93  # ]
+            else:
+                c = 32
+        out[i0 + k] = c
+
+
+@njit(cache=True, nogil=True)
+def length_message_bytes(out, n, pos, mlen, mid, raw, place, head_end, j_raw, j_place):
+    """HEAD Content-Length: N CRLF CRLF + N bytes of JSON."""
+    head = len(raw)
+    d, extra, body = length_layout(mlen, head)
+    for k in range(n):
+        p = pos + k
+        if p < head:
+            out[k] = raw[p]
+            continue
+        p -= head
+        if p < extra:
+            out[k] = 32
+            continue
+        p -= extra
+        if p < d:
+            out[k] = 48 + (body // 10 ** (d - 1 - p)) % 10
+            continue
+        p -= d
+        if p < 4:
+            out[k] = head_end[p]
+            continue
+        json_bytes(out, k, n - k, p - 4, body, mid, j_raw, j_place)
+        return
+
+
+@njit(cache=True, nogil=True)
+def get_bytes(out, n, pos, mlen, mid, raw, place, token, head_end, rnd):
+    head = len(raw)
+    for k in range(n):
+        p = pos + k
+        if p < head:
+            out[k] = template_byte(raw, place, p, mid % 1000000)
+        elif p >= mlen - 4:
+            out[k] = head_end[p - (mlen - 4)]
+        else:
+            out[k] = token[rnd[(p + mid * 31) & 0xFFFF] & 63]
+
+
+@njit(cache=True, nogil=True)
+def fill_payloads(buf, start, cap, csum_at, kind, moff, mlen, mid, plen, rnd, token, head_end,
+                  get_raw, get_place, post_raw, post_place, resp_raw, resp_place, j_raw, j_place):
+    """Write each segment's application bytes (up to its caplen) and add them into its TCP
+    checksum (computed over all of them, as the sender did)."""
+    out = np.zeros(1 << 16, np.uint8)
+    for i in range(len(start)):
+        kd = kind[i]
+        n = plen[i]
+        if kd == PK_NONE or n <= 0:
+            continue
+        if kd == PK_TLS:
+            tls_bytes(out, n, moff[i], mlen[i], mid[i], rnd)
+        elif kd == PK_HTTP_RESP:
+            length_message_bytes(out, n, moff[i], mlen[i], mid[i], resp_raw, resp_place, head_end, j_raw, j_place)
+        elif mlen[i] >= POST_FROM:
+            length_message_bytes(out, n, moff[i], mlen[i], mid[i], post_raw, post_place, head_end, j_raw, j_place)
+        else:
+            get_bytes(out, n, moff[i], mlen[i], mid[i], get_raw, get_place, token, head_end, rnd)
+        c = cap[i]
+        if c > 0:
+            buf[start[i]:start[i] + c] = out[:c]
+        if csum_at[i] >= 0:
+            total = 0
+            for k in range(0, n - 1, 2):
+                total += (np.int64(out[k]) << 8) | out[k + 1]
+            if n % 2:
+                total += np.int64(out[n - 1]) << 8
+            o = csum_at[i]
+            total += (~((np.int64(buf[o]) << 8) | buf[o + 1])) & 0xFFFF
+            while total >> 16:
+                total = (total & 0xFFFF) + (total >> 16)
+            total = (~total) & 0xFFFF
+            buf[o] = total >> 8
+            buf[o + 1] = total & 0xFF
+
+
+def payload_spec(plan, rw):
+    """Per TCP row: payload kind, offset in its message, message length, episode."""
+    c = plan.conn
+    conn = plan.ep["conn"][rw["ep"]]
+    port = c["sport"][conn]
+    data = (rw["ml"] > 0) & (rw["plen"] > 0)
+    kind = np.where(np.isin(port, TLS_PORTS), PK_TLS,
+                    np.where(np.isin(port, HTTP_PORTS), np.where(rw["dir"] == 0, PK_HTTP_REQ, PK_HTTP_RESP), PK_NONE))
+    return {"kind": np.where(data, kind, PK_NONE).astype(np.int8), "moff": rw["seq"] - rw["m0"],
+            "mlen": rw["ml"], "mid": rw["ep"], "plen": rw["plen"].astype(np.int64)}
+
+
+def no_payload(m):
+    z = np.zeros(m, np.int64)
+    return {"kind": np.zeros(m, np.int8), "moff": z, "mlen": z, "mid": z, "plen": z}
+
+
 # ----------------------------------------------------------------------------- file output
 @njit(cache=True, nogil=True)
 def scatter(buf, offs, pre, hdr, hdr_len, rec_len, trailer):
@@ -898,10 +1239,12 @@ class Writer:
             idb = struct.pack("<IIHHI", 1, idb_len, 1, 0, snaplen) + opts + struct.pack("<I", idb_len)
             self.f.write(shb + idb)
 
-    def write(self, ts_ns, frame, hdr_mat, hdr_len):
+    def write(self, ts_ns, frame, hdr_mat, hdr_len, pay=None):
+        """pay: payload_spec columns per record (None: payloads stay zero)."""
         if len(frame) == 0:
             return 0
         caplen = np.minimum(frame, self.snaplen)
+        full_hdr = hdr_len
         hdr_len = np.minimum(hdr_len, caplen)
         unit = 1 if self.nano else 1000
         ticks = ts_ns // unit
@@ -925,6 +1268,12 @@ class Writer:
         buf.fill(0)
         scatter(buf, offs, pre.view(np.uint8).reshape(len(frame), -1), hdr_mat,
                 hdr_len.astype(np.int64), rec_len.astype(np.int64), self.fmt == "pcapng")
+        if pay is not None and (pay["kind"] != PK_NONE).any():
+            at = offs + pre.shape[1] * 4 + full_hdr  # payload start in the file buffer
+            cap = np.clip(caplen - full_hdr, 0, pay["plen"])
+            csum_at = np.where(caplen >= 52, offs + pre.shape[1] * 4 + 50, -1)
+            fill_payloads(buf, at.astype(np.int64), cap.astype(np.int64), csum_at.astype(np.int64),
+                          pay["kind"], pay["moff"], pay["mlen"], pay["mid"], pay["plen"], *PAYLOAD_TABLES)
         self.f.write(memoryview(buf))
         return len(buf)
 
@@ -953,7 +1302,9 @@ def generate(args):
     rng = np.random.default_rng(args.seed)
     n = args.packets
     span = args.duration or max(600.0, n / 1000)
-    plan = build_plan(rng, n, span)
+    prof = PROFILES[args.profile]
+    app = (args.payload or prof.payload) == "app"
+    plan = build_plan(rng, n, span, prof, app)
     edges, t_cut = time_windows(plan, n, args.batch)
     noise = plan_noise(rng, max(1, int(n * 0.015 / 2)), t_cut, plan.hosts)
     hosts_n, n_conn = plan.hosts["n"], len(plan.conn["close"])
@@ -994,7 +1345,11 @@ def generate(args):
         t_all = np.concatenate([rw["t"], nz["t"]])
         final = np.argsort(t_all, kind="stable")
         ts_ns = EPOCH * 10**9 + np.round(t_all[final] * 1e9).astype(np.int64)
-        nbytes += writer.write(ts_ns, frame[final], mat[final], hdr[final])
+        pay = None
+        if app:
+            pt, pn = payload_spec(plan, rw), no_payload(len(nz["t"]))
+            pay = {k: np.concatenate([pt[k], pn[k]])[final] for k in pt}
+        nbytes += writer.write(ts_ns, frame[final], mat[final], hdr[final], pay)
         if tag_out is not None:  # per-frame ground truth, in file order
             tags = np.concatenate([rw["tag"], np.full(len(nz["t"]), 99, np.int8)])[final]
             tag_out.append(tags)
@@ -1064,6 +1419,12 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--packets", type=parse_count, default=parse_count("1M"), help="e.g. 100k, 5M, 20M")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--profile", choices=sorted(PROFILES), default="mixed",
+                    help="traffic shape: mixed (API-style, ~380 B/packet, app payloads) or "
+                         "bulk (big downloads, ~890 B/packet, zero payloads)")
+    ap.add_argument("--payload", choices=("zeros", "app"),
+                    help="payload bytes: zeros, or TLS records / HTTP messages on their ports "
+                         "(default: the profile's, app for mixed, zeros for bulk)")
     ap.add_argument("-o", "--output", required=True)
     ap.add_argument("--snaplen", type=int, default=262144, help="bytes kept per packet (e.g. 128)")
     ap.add_argument("--format", choices=("pcap", "pcapng"), default="pcap")
@@ -1076,6 +1437,9 @@ def main(argv=None):
     t0 = time.perf_counter()
     plan, stats, written, nbytes = generate(args)
     if not args.quiet:
+        payload = args.payload or PROFILES[args.profile].payload
+        print(f"profile        {args.profile}, payload {payload}, {nbytes / max(written, 1):.0f} bytes/packet "
+              "(with the record header)")
         print(stats.report(plan, written, nbytes, time.perf_counter() - t0))
     return 0
 

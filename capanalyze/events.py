@@ -21,39 +21,53 @@ class TcpState:
         self.gap_ns = int(round(gap_s * 1e9))
         self.D = np.zeros((2 * capacity, ts.N_D), dtype=np.int64)
         self.T = np.zeros((capacity, ts.N_T), dtype=np.int64)
-        self.gap_chunks: list[np.ndarray] = []
-        self.rst_chunks: list[np.ndarray] = []
+        self.gaps = RecordBuffer(ts.N_G)
+        self.rsts = RecordBuffer(ts.N_R)
 
     def ensure_flows(self, n_flows: int):
         if n_flows <= len(self.T):
             return
-        cap = max(n_flows, 2 * len(self.T))
+        cap = max(n_flows, len(self.T) * 3 // 2)
         self.T = _grown(self.T, cap)
         self.D = _grown(self.D, 2 * cap)
 
     def close(self, n_flows: int, capture_end_ns: int):
         """Emit the gaps still open at the capture's end."""
-        G = np.zeros((max(n_flows, 1), ts.N_G), dtype=np.int64)
-        ng = ts._close_open_gaps(self.T, G, self.D, n_flows, capture_end_ns, self.gap_ns)
-        self.gap_chunks.append(G[:ng])
+        G = self.gaps.room(max(n_flows, 1))
+        self.gaps.n += ts._close_open_gaps(self.T, G, self.D, n_flows, capture_end_ns, self.gap_ns)
 
     def gap_records(self) -> np.ndarray:
-        self.gap_chunks = [_stack(self.gap_chunks, ts.N_G)]   # the chunks are freed
-        return self.gap_chunks[0]
+        return self.gaps.array()
 
     def rst_records(self) -> np.ndarray:
-        self.rst_chunks = [_stack(self.rst_chunks, ts.N_R)]
-        return self.rst_chunks[0]
+        return self.rsts.array()
+
+
+class RecordBuffer:
+    """Rows the kernel appends (idle gaps, RSTs), grown by half when full: one array
+    from start to end, so no concatenation doubles it at the end of a large capture."""
+
+    def __init__(self, width: int, rows: int = 1024):
+        self.rows = np.zeros((rows, width), dtype=np.int64)
+        self.n = 0
+
+    def room(self, at_least: int) -> np.ndarray:
+        """The free rows after the last one (at least `at_least` of them)."""
+        if len(self.rows) - self.n < at_least:
+            grown = np.zeros((max(self.n + at_least, len(self.rows) * 3 // 2),
+                              self.rows.shape[1]), dtype=np.int64)
+            grown[: self.n] = self.rows[: self.n]
+            self.rows = grown
+        return self.rows[self.n:]
+
+    def array(self) -> np.ndarray:
+        return self.rows[: self.n]
 
 
 def _grown(a: np.ndarray, rows: int) -> np.ndarray:
     out = np.zeros((rows, a.shape[1]), dtype=a.dtype)
     out[: len(a)] = a
     return out
-
-
-def _stack(chunks, width):
-    return np.concatenate(chunks) if chunks else np.zeros((0, width), dtype=np.int64)
 
 
 def packet_matrix(packets) -> np.ndarray:
@@ -78,14 +92,12 @@ def run(P: np.ndarray, state: TcpState, n_flows: int) -> np.ndarray:
     O = np.zeros((len(P), ts.N_O), dtype=np.int64)
     O[:, ts.O_ORIG_FRAME] = -1
     pos = 0
-    while pos < len(P):
-        room = max(1024, (len(P) - pos) // 4)
-        G = np.zeros((room, ts.N_G), dtype=np.int64)
-        R = np.zeros((room, ts.N_R), dtype=np.int64)
+    while pos < len(P):   # the kernel stops early when a record buffer is full
+        room = max(1024, (len(P) - pos) // 64)
+        G, R = state.gaps.room(room), state.rsts.room(room)
         pos, ng, nr = ts._annotate_kernel(P, O, state.D, state.T, G, R, pos, state.gap_ns)
-        # Copies: a view would pin the whole worst-case buffer of every chunk.
-        state.gap_chunks.append(G[:ng].copy())
-        state.rst_chunks.append(R[:nr].copy())
+        state.gaps.n += ng
+        state.rsts.n += nr
     return O
 
 

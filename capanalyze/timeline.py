@@ -23,34 +23,37 @@ GIVE_UP_MARGIN_FRACTION = 0.002
 
 # ---------------------------------------------------------------- idle gaps
 def gaps_table(records: np.ndarray, state_D: np.ndarray, capture_end: float) -> pd.DataFrame:
-    """Every interval longer than the threshold with no packet but keepalives."""
-    # ordered by connection, then time (the diagnosis looks gaps up by connection);
-    # sorting the records is one take of a matrix, not one per DataFrame column
-    g = records[np.lexsort((records[:, ts.G_START_TS], records[:, ts.G_FLOW]))]
+    """Every interval longer than the threshold with no packet but keepalives, ordered
+    by connection, then time (the diagnosis looks gaps up by connection)."""
+    g = records
+    order = np.lexsort((g[:, ts.G_START_TS], g[:, ts.G_FLOW]))
     end_frame = g[:, ts.G_END_FRAME]
     at_end = end_frame < 0
-    gaps = pd.DataFrame({
+    closed = g[:, ts.G_CLOSED]
+    start_ts, end_ts = g[:, ts.G_START_TS] / 1e9, g[:, ts.G_END_TS] / 1e9
+    cols = {
         "flow_id": g[:, ts.G_FLOW],
         "start_frame": g[:, ts.G_START_FRAME],
         "end_frame": pd.array(np.where(at_end, 0, end_frame), dtype="Int64"),
-        "start_ts": g[:, ts.G_START_TS] / 1e9,
-        "end_ts": g[:, ts.G_END_TS] / 1e9,
-    })
-    gaps.loc[at_end, "end_frame"] = pd.NA
-    gaps["duration_s"] = gaps["end_ts"] - gaps["start_ts"]
-    gaps["keepalives"] = g[:, ts.G_KA]
-    gaps["keepalive_acks"] = g[:, ts.G_KA_ACK]
-    gaps["keepalive_from"] = _side_bits(g[:, ts.G_KA_DIRS])
-    gaps["keepalive_interval_s"] = _keepalive_interval(g)
-    gaps["unacked_client_bytes"] = g[:, ts.G_UNACKED_C]
-    gaps["unacked_server_bytes"] = g[:, ts.G_UNACKED_S]
-    gaps["last_data_from"] = _side_or_none(g[:, ts.G_LAST_DATA_DIR])
-    gaps["ended_by"] = _ended_by(g, state_D)
-    gaps["end_from"] = _side_or_none(g[:, ts.G_END_DIR])
-    closed = g[:, ts.G_CLOSED]
-    gaps["fin_before"] = _side_bits(closed & 3)
-    gaps["rst_before"] = (closed >> 2) != 0
-    return gaps
+        "start_ts": start_ts,
+        "end_ts": end_ts,
+        "duration_s": end_ts - start_ts,
+        "keepalives": g[:, ts.G_KA],
+        "keepalive_acks": g[:, ts.G_KA_ACK],
+        "keepalive_from": _side_bits(g[:, ts.G_KA_DIRS]),
+        "keepalive_interval_s": _keepalive_interval(g),
+        "unacked_client_bytes": g[:, ts.G_UNACKED_C],
+        "unacked_server_bytes": g[:, ts.G_UNACKED_S],
+        "last_data_from": _side_or_none(g[:, ts.G_LAST_DATA_DIR]),
+        "ended_by": _ended_by(g, state_D),
+        "end_from": _side_or_none(g[:, ts.G_END_DIR]),
+        "fin_before": _side_bits(closed & 3),
+        "rst_before": (closed >> 2) != 0,
+    }
+    cols["end_frame"][at_end] = pd.NA
+    for name in cols:   # one column at a time: a 1M-gap table is not held twice
+        cols[name] = cols[name][order]
+    return pd.DataFrame(cols, copy=False)
 
 
 def _keepalive_interval(g):
