@@ -36,6 +36,11 @@ class TcpState:
         G = self.gaps.room(max(n_flows, 1))
         self.gaps.n += ts._close_open_gaps(self.T, G, self.D, n_flows, capture_end_ns, self.gap_ns)
 
+    def release(self) -> None:
+        """Drop the per-connection state and records once the tables are built."""
+        self.D = self.T = None
+        self.gaps = self.rsts = None
+
     def gap_records(self) -> np.ndarray:
         return self.gaps.array()
 

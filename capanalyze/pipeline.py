@@ -120,8 +120,9 @@ def _prefetch(chunks, depth: int = 2):
 
 def _derive(info, flows, state, notable, packets, capture_end, settings) -> Analysis:
     gaps = timeline.gaps_table(state.gap_records(), state.D, capture_end)
-    backoffs = timeline.backoff_chains(notable, capture_end)
     rsts = timeline.rst_table(state.rst_records(), state.D)
+    state.release()   # the tables hold what the diagnosis needs: free the records first
+    backoffs = timeline.backoff_chains(notable, capture_end)
     zero_windows = dg.zero_window_episodes(notable, capture_end)
     tables = dg.Tables(flows, gaps, backoffs, rsts, notable, capture_end, zero_windows)
     stalls, bracket = dg.diagnose(tables, settings.options())

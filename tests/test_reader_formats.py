@@ -6,6 +6,7 @@ real-world set in /work/shared/pcaps/ppa (skipped when absent).
 from __future__ import annotations
 
 import io
+import struct
 
 import numpy as np
 import pandas as pd
@@ -177,3 +178,32 @@ def test_file_object_and_gzip_give_the_same_table():
     pd.testing.assert_frame_equal(direct, from_obj)
     pd.testing.assert_frame_equal(direct, gz)
     assert info.bytes_total is None and gz_info.bytes_read == gz_info.bytes_total
+
+
+def _pcap_with_a_giant_record(path, giant: int = 300_000):
+    """Classic pcap (snaplen 512 KiB): small TCP packets around one frame of `giant`
+    bytes (a TCP packet followed by an Ethernet trailer), as a capture card with a
+    large snaplen can write."""
+    from scapy.all import IP, TCP, Ether, raw
+
+    def frame(i, pad=0):
+        pkt = raw(Ether() / IP(src="10.0.0.1", dst="10.0.0.2") / TCP(sport=40000, dport=443, seq=i))
+        return pkt + bytes(pad)
+
+    frames = [frame(1), frame(2), frame(3, giant - 54), frame(4), frame(5)]
+    out = [struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 512 << 10, 1)]
+    for i, data in enumerate(frames):
+        out.append(struct.pack("<IIII", 1_700_000_000 + i, 0, len(data), len(data)) + data)
+    path.write_bytes(b"".join(out))
+    return path
+
+
+@pytest.mark.parametrize("chunk_bytes", [1 << 16, 1 << 20])
+def test_a_record_larger_than_the_block_room_is_read_whole(tmp_path, chunk_bytes):
+    path = _pcap_with_a_giant_record(tmp_path / "giant.pcap")
+    table, info = read_capture(path, chunk_bytes=chunk_bytes)
+    assert info.records == 5 and info.tcp_packets == 5 and not info.warnings
+    assert table["frame"].tolist() == [1, 2, 3, 4, 5]
+    assert table["seq"].tolist() == [1, 2, 3, 4, 5]
+    whole, _ = read_capture(path)
+    pd.testing.assert_frame_equal(table, whole)

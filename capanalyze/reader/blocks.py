@@ -1,15 +1,12 @@
-"""Blocks of a byte source, read one ahead in a second thread.
+"""Blocks of a byte source, each with free room in front of its data.
 
-Copying a multi-GB capture out of the page cache takes as long as walking and decoding
-it (0.12 s per GB here), so a thread that only reads lets the two overlap. Each block
-has free room in front of its data: the incomplete record at the end of the previous
-block is copied there, so a record that straddles two blocks costs a few hundred bytes
-of copying, not the whole block.
+The incomplete record at the end of one block is copied into the room in front of the
+next block's data, so a record that straddles two blocks costs a few hundred bytes of
+copying, not the block. (A thread reading the next block ahead was measured: on two
+cores it slowed the whole analysis by 5-10 %, the reader and the TCP rules already keep
+both cores busy.)
 """
 from __future__ import annotations
-
-import threading
-from queue import Queue
 
 import numpy as np
 
@@ -34,57 +31,14 @@ class Block:
 
 
 class BlockReader:
-    """Yields Blocks of `size` bytes (the last may be shorter); `threaded` reads ahead."""
+    """Blocks of `size` bytes (the last may be shorter), all in one reused buffer: the
+    caller copies what it keeps of a block before asking for the next."""
 
-    def __init__(self, src, size: int, threaded: bool):
-        self._src, self._size = src, size
-        self._free: Queue = Queue()
-        self._full: Queue = Queue()
-        self._stop = threading.Event()
-        for _ in range(3 if threaded else 1):
-            self._free.put(np.empty(HEADROOM + size, np.uint8))
-        self._thread = None
-        if threaded:
-            self._thread = threading.Thread(target=self._run, daemon=True,
-                                            name="capanalyze-io")
-            self._thread.start()
+    def __init__(self, src, size: int):
+        self._src = src
+        self._buf = np.empty(HEADROOM + size, np.uint8)
 
     def next(self) -> Block | None:
         """The next block, or None at the end of the input."""
-        if self._thread is None:
-            item = self._read_one()
-        else:
-            item = self._full.get()
-        if isinstance(item, BaseException):
-            raise item
-        return item
-
-    def release(self, block: Block) -> None:
-        """The caller is done with a block's bytes: its buffer may be filled again."""
-        if block.buf.shape[0] == HEADROOM + self._size:
-            self._free.put(block.buf)
-
-    def close(self) -> None:
-        self._stop.set()
-        self._free.put(None)   # wakes a thread waiting for a buffer
-        if self._thread is not None:
-            self._thread.join()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                item = self._read_one()
-            except BaseException as exc:  # handed to the caller, raised there
-                item = exc
-            self._full.put(item)
-            if item is None or isinstance(item, BaseException):
-                return
-
-    def _read_one(self) -> Block | None:
-        buf = self._free.get()
-        if buf is None or self._stop.is_set():
-            return None
-        got = self._src.readinto(memoryview(buf)[HEADROOM:])
-        if got == 0:
-            return None
-        return Block(buf, HEADROOM, HEADROOM + got)
+        got = self._src.readinto(memoryview(self._buf)[HEADROOM:])
+        return Block(self._buf, HEADROOM, HEADROOM + got) if got else None

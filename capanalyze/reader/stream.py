@@ -11,7 +11,7 @@ from collections import namedtuple
 import numpy as np
 import pandas as pd
 
-from .. import jit, schema
+from .. import schema
 from ..errors import CaptureError
 from . import outcomes, pcap, pcapng
 from .addresses import AddressInterner
@@ -103,27 +103,23 @@ class CaptureReader:
 
     def _chunks(self):
         out = RecordArrays(min(self._max_rows, self._chunk_bytes // 16 + 1))
-        blocks = BlockReader(self._src, self._chunk_bytes, threaded=jit.is_compiled())
+        blocks = BlockReader(self._src, self._chunk_bytes)
         tail, offset = self._buf[:self._fill].copy(), 0   # the head read to detect the format
-        try:
-            while True:
-                block = blocks.next()
-                eof = block is None
-                block = Block(tail, 0, tail.shape[0]) if eof else block.prepend(tail)
-                self._buf, self._buf_offset = block.buf, offset - block.start
-                self.info.bytes_read = self._src.bytes_read
-                pos, status, value = yield from self._walk_block(block, out)
-                if status != NEED_MORE:
-                    self._stop_damaged(status, value, pos)
-                    return
-                if eof:
-                    if pos < block.end:
-                        self._warn_truncated(block.end - pos, value)
-                    return
-                tail, offset = block.buf[pos:block.end].copy(), self._buf_offset + pos
-                blocks.release(block)
-        finally:
-            blocks.close()
+        while True:
+            block = blocks.next()
+            eof = block is None
+            block = Block(tail, 0, tail.shape[0]) if eof else block.prepend(tail)
+            self._buf, self._buf_offset = block.buf, offset - block.start
+            self.info.bytes_read = self._src.bytes_read
+            pos, status, value = yield from self._walk_block(block, out)
+            if status != NEED_MORE:
+                self._stop_damaged(status, value, pos)
+                return
+            if eof:
+                if pos < block.end:
+                    self._warn_truncated(block.end - pos, value)
+                return
+            tail, offset = block.buf[pos:block.end].copy(), self._buf_offset + pos
 
     def _walk_block(self, block: Block, out: RecordArrays):
         """Walk and decode a block's complete records; returns where and why it stopped."""
