@@ -12,6 +12,7 @@ import pandas as pd
 from . import tcpstate as ts
 
 RETRANS_KINDS = ["", "rto", "fast", "spurious", "tail_probe"]
+MIN_ROOM = 1024   # free gap/RST rows the kernel gets per call (it stops when they run out)
 
 
 class TcpState:
@@ -21,8 +22,8 @@ class TcpState:
         self.gap_ns = int(round(gap_s * 1e9))
         self.D = np.zeros((2 * capacity, ts.N_D), dtype=np.int64)
         self.T = np.zeros((capacity, ts.N_T), dtype=np.int64)
-        self.gaps = RecordBuffer(ts.N_G)
-        self.rsts = RecordBuffer(ts.N_R)
+        self.gaps = RecordBuffer(ts.N_G, MIN_ROOM)
+        self.rsts = RecordBuffer(ts.N_R, MIN_ROOM)
 
     def ensure_flows(self, n_flows: int):
         if n_flows <= len(self.T):
@@ -98,7 +99,7 @@ def run(P: np.ndarray, state: TcpState, n_flows: int) -> np.ndarray:
     O[:, ts.O_ORIG_FRAME] = -1
     pos = 0
     while pos < len(P):   # the kernel stops early when a record buffer is full
-        room = max(1024, (len(P) - pos) // 64)
+        room = max(MIN_ROOM, (len(P) - pos) // 256)
         G, R = state.gaps.room(room), state.rsts.room(room)
         pos, ng, nr = ts._annotate_kernel(P, O, state.D, state.T, G, R, pos, state.gap_ns)
         state.gaps.n += ng

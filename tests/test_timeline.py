@@ -299,3 +299,19 @@ def test_chunked_and_whole_file_analysis_agree(tmp_path):
         for name in ("flows", "gaps", "backoffs", "rsts", "zero_windows", "stalls"):
             pd.testing.assert_frame_equal(getattr(whole, name), getattr(other, name), obj=name)
         pd.testing.assert_frame_equal(comparable(whole.notable), comparable(other.notable))
+
+
+@pytest.mark.parametrize("name", ["sse_proxy_cut_15s.pcap", "nlb_350s.pcap"])
+def test_record_buffers_filling_up_mid_chunk_change_nothing(monkeypatch, name):
+    """The kernel stops when its gap/RST rows run out and resumes with more: the tables
+    must not depend on where it stopped."""
+    from capanalyze import events
+    from helpers import SAMPLES
+
+    path = SAMPLES / "crafted" / name
+    roomy = analyze(path)
+    monkeypatch.setattr(events, "MIN_ROOM", 1)
+    cramped = analyze(path)
+    assert len(roomy.gaps) >= 3   # more records than one cramped call has room for
+    for table in ("gaps", "rsts", "stalls"):
+        pd.testing.assert_frame_equal(getattr(roomy, table), getattr(cramped, table))
