@@ -16,7 +16,7 @@ import os
 import sys
 COMPILE_ABOVE_BYTES = 1 << 20   # interpreted kernels do ~30k packets/s: < 1 s here
 
-_registry: list["Kernel"] = []
+_registry: list[Kernel] = []
 _compiled = False
 # Set by the CLI: the process is ours, so numba's BLAS probe may be skipped (see below).
 cli_process = False
@@ -68,7 +68,7 @@ def _skip_blas_probe() -> None:
     """numba probes for BLAS by importing scipy.linalg when its typing context first
     loads: 0.27 s of start-up wherever scipy is installed. No kernel here does linear
     algebra; a notebook may, so only the CLI's own process skips the probe."""
-    import numba.np.linalg as linalg
+    from numba.np import linalg
 
     def no_blas():
         raise ImportError("BLAS probe skipped by the capanalyze CLI")

@@ -28,12 +28,12 @@ class Rows:
             self._columns[name] = self._table[name].to_numpy()
         return self._columns[name]
 
-    def __getitem__(self, k: int) -> "Row":
+    def __getitem__(self, k: int) -> Row:
         return Row(self, k)
 
 
 class Row:
-    __slots__ = ("_rows", "_k")
+    __slots__ = ("_k", "_rows")
 
     def __init__(self, rows: Rows, k: int):
         self._rows, self._k = rows, k

@@ -19,7 +19,7 @@ class Block:
     def __init__(self, buf: np.ndarray, start: int, end: int):
         self.buf, self.start, self.end = buf, start, end
 
-    def prepend(self, tail: np.ndarray) -> "Block":
+    def prepend(self, tail: np.ndarray) -> Block:
         """This block's data preceded by `tail` (in place when it fits the room)."""
         n = tail.shape[0]
         if n <= self.start:
