@@ -12,7 +12,8 @@ import pandas as pd
 from . import tcpstate as ts
 
 RETRANS_KINDS = ["", "rto", "fast", "spurious", "tail_probe"]
-MIN_ROOM = 1024   # free gap/RST rows the kernel gets per call (it stops when they run out)
+MIN_ROOM = 1024   # free gap/RST rows the kernel gets at least per call (it stops when
+                  # they run out; the buffers grow by half, so refills are rare)
 
 
 class TcpState:
@@ -53,7 +54,7 @@ class RecordBuffer:
     """Rows the kernel appends (idle gaps, RSTs), grown by half when full: one array
     from start to end, so no concatenation doubles it at the end of a large capture."""
 
-    def __init__(self, width: int, rows: int = 1024):
+    def __init__(self, width: int, rows: int):
         self.rows = np.zeros((rows, width), dtype=np.int64)
         self.n = 0
 
@@ -99,8 +100,7 @@ def run(P: np.ndarray, state: TcpState, n_flows: int) -> np.ndarray:
     O[:, ts.O_ORIG_FRAME] = -1
     pos = 0
     while pos < len(P):   # the kernel stops early when a record buffer is full
-        room = max(MIN_ROOM, (len(P) - pos) // 256)
-        G, R = state.gaps.room(room), state.rsts.room(room)
+        G, R = state.gaps.room(MIN_ROOM), state.rsts.room(MIN_ROOM)
         pos, ng, nr = ts._annotate_kernel(P, O, state.D, state.T, G, R, pos, state.gap_ns)
         state.gaps.n += ng
         state.rsts.n += nr

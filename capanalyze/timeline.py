@@ -74,13 +74,13 @@ def _ended_by(g, D):
     end_dir = g[:, ts.G_END_DIR]
     row = np.clip(2 * g[:, ts.G_FLOW] + np.maximum(end_dir, 0), 0, max(len(D) - 1, 0))
     acked = D[row, ts.D_HIGHACK] >= g[:, ts.G_END_SEQ_END] if len(D) else np.zeros(len(g), bool)
-    code = np.zeros(len(g), dtype=np.int8)
-    code[(length > 0) & acked] = 1
-    code[(length > 0) & ~acked] = 2
-    code[(flags & ts.SYN) != 0] = 3
-    code[(flags & ts.FIN) != 0] = 4
-    code[(flags & ts.RST) != 0] = 5
-    code[g[:, ts.G_END_FRAME] < 0] = 6
+    code = np.zeros(len(g), dtype=np.int8)   # "ack"; later lines win
+    for ending, where in (("data_acked", (length > 0) & acked),
+                          ("data_unacked", (length > 0) & ~acked),
+                          ("syn", (flags & ts.SYN) != 0), ("fin", (flags & ts.FIN) != 0),
+                          ("rst", (flags & ts.RST) != 0),
+                          ("capture_end", g[:, ts.G_END_FRAME] < 0)):
+        code[where] = GAP_ENDINGS.index(ending)
     return pd.Categorical.from_codes(code, categories=GAP_ENDINGS)
 
 

@@ -76,8 +76,8 @@ def zero_window_episodes(notable: pd.DataFrame, capture_end: float) -> pd.DataFr
     ends = np.flatnonzero(~z & same_key_before & z_before)      # first reopen after a run
     # sorted by key: the first reopen after a start is the next end, if of the same key
     nxt = np.searchsorted(ends, starts, side="right")
-    end = ends[np.minimum(nxt, max(len(ends) - 1, 0))] if len(ends) else starts
-    reopened = (nxt < len(ends)) & (key[end] == key[starts]) if len(ends) else np.zeros(len(starts), bool)
+    end = ends[np.minimum(nxt, len(ends) - 1)] if len(ends) else starts
+    reopened = (nxt < len(ends)) & (key[end] == key[starts])
     end_ts = np.where(reopened, ts[end], capture_end)
     return pd.DataFrame({
         "flow_id": flow[starts].astype(np.int64),
