@@ -25,7 +25,17 @@ BEFORE = {"numba start": "CLI: commands, arguments, opening the capture",
 
 
 def mark(name: str) -> None:
-    MARKS.append((name, time.perf_counter() - T0))
+    MARKS.append((name, time.perf_counter() - T0, *rss_mib()))
+
+
+def rss_mib() -> tuple[float, float]:
+    """Resident memory now and its peak so far (MiB), from the kernel's own counters."""
+    try:
+        with open("/proc/self/status") as f:
+            kb = dict(line.split(":", 1) for line in f if line.startswith(("VmRSS", "VmHWM")))
+        return int(kb["VmRSS"].split()[0]) / 1024, int(kb["VmHWM"].split()[0]) / 1024
+    except OSError:   # not Linux: times only
+        return float("nan"), float("nan")
 
 
 def timed(module, name: str, label: str):
@@ -78,11 +88,12 @@ def instrument():
 
 def report(path: str) -> str:
     lines = [f"# Stages of `capanalyze diagnose {path} --format json`", "",
-             "| stage | from (s) | to (s) | wall (s) |", "|---|---:|---:|---:|"]
+             "| stage | from (s) | to (s) | wall (s) | RSS after (MiB) | peak RSS (MiB) |",
+             "|---|---:|---:|---:|---:|---:|"]
     last = 0.0
-    for name, t in MARKS:
+    for name, t, rss, peak in MARKS:
         if t - last >= 0.0005:
-            lines.append(f"| {name} | {last:.3f} | {t:.3f} | {t - last:.3f} |")
+            lines.append(f"| {name} | {last:.3f} | {t:.3f} | {t - last:.3f} | {rss:.0f} | {peak:.0f} |")
         last = t
     lines += ["", f"In the chunk loop the main thread waited {WAIT[0]:.3f} s for the reader thread."]
     return "\n".join(lines) + "\n"

@@ -4,9 +4,9 @@
                  -> stalls and diagnosis
 
 Per-connection state is carried between chunks, so the CLI keeps only the notable
-packets (events) and memory does not grow with the capture; `keep_packets=True`
-(Jupyter) keeps the full packet table as well. Both paths run the same code and give
-the same flows, events and stalls.
+packets (events) and the idle gaps the diagnosis reads; `keep_packets=True` (Jupyter,
+charts) keeps the full packet table and every gap as well. Both paths run the same
+code and give the same flows, events and stalls.
 """
 from __future__ import annotations
 
@@ -38,7 +38,9 @@ class Settings:
 
 @dataclass
 class Analysis:
-    """Everything known about one capture, as DataFrames."""
+    """Everything known about one capture, as DataFrames. Without `keep_packets`,
+    `notable` holds the packets with an event and `gaps` only the idle gaps the
+    diagnosis reads; with it, `packets` and every gap."""
     info: CaptureInfo
     flows: pd.DataFrame
     gaps: pd.DataFrame
@@ -119,16 +121,29 @@ def _prefetch(chunks, depth: int = 2):
 
 
 def _derive(info, flows, state, notable, packets, capture_end, settings) -> Analysis:
-    gaps = timeline.gaps_table(state.gap_records(), state.D, capture_end)
     rsts = timeline.rst_table(state.rst_records(), state.D)
-    state.release()   # the tables hold what the diagnosis needs: free the records first
     backoffs = timeline.backoff_chains(notable, capture_end)
+    gaps, survived = _gaps(state, notable, rsts, backoffs, capture_end, settings.keep_packets)
+    state.release()   # the tables hold what the diagnosis needs: free the records first
     zero_windows = dg.zero_window_episodes(notable, capture_end)
-    tables = dg.Tables(flows, gaps, backoffs, rsts, notable, capture_end, zero_windows)
+    tables = dg.Tables(flows, gaps, backoffs, rsts, notable, capture_end, zero_windows, survived)
     stalls, bracket = dg.diagnose(tables, settings.options())
     flows["verdict"] = dg.verdicts(flows, stalls)
     return Analysis(info, flows, gaps, backoffs, rsts, zero_windows, stalls, bracket,
                     notable, packets, settings)
+
+
+def _gaps(state, notable, rsts, backoffs, capture_end, every_gap: bool):
+    """The idle-gap table and the survived idles. With the packet table kept (Jupyter,
+    charts) every gap; on the CLI path only the gaps the diagnosis reads, which gives
+    the same stalls from a table 10-100x smaller."""
+    records = state.gap_records()
+    if every_gap:
+        gaps = timeline.gaps_table(records, state.D, capture_end)
+        return gaps, dg.survived_idles(gaps)
+    facts = timeline.gaps_table(records, state.D, capture_end, columns=dg.GAP_FACTS, ordered=False)
+    read = dg.gaps_read(facts, notable, rsts, backoffs)
+    return timeline.gaps_table(records[read], state.D, capture_end), dg.survived_idles(facts)
 
 
 EVENT_FIELDS = ("events", "rel_seq", "rel_ack", "win", "orig_frame", "orig_ts_ns")

@@ -22,38 +22,54 @@ GIVE_UP_MARGIN_FRACTION = 0.002
 
 
 # ---------------------------------------------------------------- idle gaps
-def gaps_table(records: np.ndarray, state_D: np.ndarray, capture_end: float) -> pd.DataFrame:
+def gaps_table(records: np.ndarray, state_D: np.ndarray, capture_end: float,
+               columns: tuple[str, ...] | None = None, ordered: bool = True) -> pd.DataFrame:
     """Every interval longer than the threshold with no packet but keepalives, ordered
-    by connection, then time (the diagnosis looks gaps up by connection)."""
-    g = records
-    order = np.lexsort((g[:, ts.G_START_TS], g[:, ts.G_FLOW]))
-    end_frame = g[:, ts.G_END_FRAME]
-    at_end = end_frame < 0
-    closed = g[:, ts.G_CLOSED]
-    start_ts, end_ts = g[:, ts.G_START_TS] / 1e9, g[:, ts.G_END_TS] / 1e9
-    cols = {
-        "flow_id": g[:, ts.G_FLOW],
-        "start_frame": g[:, ts.G_START_FRAME],
-        "end_frame": pd.array(np.where(at_end, 0, end_frame), dtype="Int64"),
+    by connection, then time (the diagnosis looks gaps up by connection). `columns`
+    builds only those; `ordered=False` keeps the records' own order."""
+    build = _gap_columns(records, state_D)
+    order = np.lexsort((records[:, ts.G_START_TS], records[:, ts.G_FLOW])) if ordered else None
+    cols = {}
+    for name in columns or build:   # one column at a time: a 1M-gap table is not held twice
+        column = build[name]()
+        cols[name] = column if order is None else column[order]
+    return pd.DataFrame(cols, copy=False)
+
+
+def _gap_columns(g: np.ndarray, D: np.ndarray) -> dict:
+    """Column name -> how to build it from the kernel's gap records."""
+    def start_ts():
+        return g[:, ts.G_START_TS] / 1e9
+
+    def end_ts():
+        return g[:, ts.G_END_TS] / 1e9
+
+    return {
+        "flow_id": lambda: g[:, ts.G_FLOW],
+        "start_frame": lambda: g[:, ts.G_START_FRAME],
+        "end_frame": lambda: _end_frame(g[:, ts.G_END_FRAME]),
         "start_ts": start_ts,
         "end_ts": end_ts,
-        "duration_s": end_ts - start_ts,
-        "keepalives": g[:, ts.G_KA],
-        "keepalive_acks": g[:, ts.G_KA_ACK],
-        "keepalive_from": _side_bits(g[:, ts.G_KA_DIRS]),
-        "keepalive_interval_s": _keepalive_interval(g),
-        "unacked_client_bytes": g[:, ts.G_UNACKED_C],
-        "unacked_server_bytes": g[:, ts.G_UNACKED_S],
-        "last_data_from": _side_or_none(g[:, ts.G_LAST_DATA_DIR]),
-        "ended_by": _ended_by(g, state_D),
-        "end_from": _side_or_none(g[:, ts.G_END_DIR]),
-        "fin_before": _side_bits(closed & 3),
-        "rst_before": (closed >> 2) != 0,
+        "duration_s": lambda: end_ts() - start_ts(),
+        "keepalives": lambda: g[:, ts.G_KA],
+        "keepalive_acks": lambda: g[:, ts.G_KA_ACK],
+        "keepalive_from": lambda: _side_bits(g[:, ts.G_KA_DIRS]),
+        "keepalive_interval_s": lambda: _keepalive_interval(g),
+        "unacked_client_bytes": lambda: g[:, ts.G_UNACKED_C],
+        "unacked_server_bytes": lambda: g[:, ts.G_UNACKED_S],
+        "last_data_from": lambda: _side_or_none(g[:, ts.G_LAST_DATA_DIR]),
+        "ended_by": lambda: _ended_by(g, D),
+        "end_from": lambda: _side_or_none(g[:, ts.G_END_DIR]),
+        "fin_before": lambda: _side_bits(g[:, ts.G_CLOSED] & 3),
+        "rst_before": lambda: (g[:, ts.G_CLOSED] >> 2) != 0,
     }
-    cols["end_frame"][at_end] = pd.NA
-    for name in cols:   # one column at a time: a 1M-gap table is not held twice
-        cols[name] = cols[name][order]
-    return pd.DataFrame(cols, copy=False)
+
+
+def _end_frame(frames: np.ndarray):
+    """The frame that ended the gap; missing when the capture ended it."""
+    out = pd.array(np.where(frames < 0, 0, frames), dtype="Int64")
+    out[frames < 0] = pd.NA
+    return out
 
 
 def _keepalive_interval(g):

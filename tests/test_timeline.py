@@ -296,9 +296,13 @@ def test_chunked_and_whole_file_analysis_agree(tmp_path):
 
     pd.testing.assert_frame_equal(comparable(whole.packets), comparable(chunked.packets))
     for other in (chunked, streamed):
-        for name in ("flows", "gaps", "backoffs", "rsts", "zero_windows", "stalls"):
+        for name in ("flows", "backoffs", "rsts", "zero_windows", "stalls"):
             pd.testing.assert_frame_equal(getattr(whole, name), getattr(other, name), obj=name)
         pd.testing.assert_frame_equal(comparable(whole.notable), comparable(other.notable))
+    pd.testing.assert_frame_equal(whole.gaps, chunked.gaps)
+    # the CLI path keeps the gaps the diagnosis reads (tests/test_cli_path_gaps.py)
+    kept = whole.gaps.merge(streamed.gaps, how="inner")
+    assert 0 < len(kept) == len(streamed.gaps) < len(whole.gaps)
 
 
 @pytest.mark.parametrize("name", ["sse_proxy_cut_15s.pcap", "nlb_350s.pcap"])
@@ -309,9 +313,10 @@ def test_record_buffers_filling_up_mid_chunk_change_nothing(monkeypatch, name):
     from helpers import SAMPLES
 
     path = SAMPLES / "crafted" / name
-    roomy = analyze(path)
+    every_gap = Settings(keep_packets=True)
+    roomy = analyze(path, every_gap)
     monkeypatch.setattr(events, "MIN_ROOM", 1)
-    cramped = analyze(path)
+    cramped = analyze(path, every_gap)
     assert len(roomy.gaps) >= 3   # more records than one cramped call has room for
     for table in ("gaps", "rsts", "stalls"):
         pd.testing.assert_frame_equal(getattr(roomy, table), getattr(cramped, table))

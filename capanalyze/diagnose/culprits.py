@@ -3,8 +3,18 @@ entries a stall fits, and the keepalive remedy below every plausible timeout."""
 from __future__ import annotations
 
 
+import numpy as np
+import pandas as pd
+
 from .. import catalog, evidence, remedy
 from .model import (Options, Stall, Tables)
+
+
+def survived_idles(gaps: pd.DataFrame) -> np.ndarray:
+    """Durations (sorted) of the idles with no keepalive that the connection survived:
+    the traffic that ended them got through."""
+    survived = (gaps["keepalives"] == 0) & gaps["ended_by"].isin(["data_acked", "ack", "fin"])
+    return np.sort(gaps["duration_s"].to_numpy()[survived.to_numpy()])
 
 
 def eviction_bracket(t: Tables, stalls: list[Stall]) -> dict | None:
@@ -15,11 +25,10 @@ def eviction_bracket(t: Tables, stalls: list[Stall]) -> dict | None:
     if not evicted:
         return None
     high = min(evicted)
-    g = t.gaps
-    survived = g[(g["keepalives"] == 0) & g["ended_by"].isin(["data_acked", "ack", "fin"])]
-    below = survived["duration_s"][survived["duration_s"] < high]
-    low = float(below.max()) if len(below) else 0.0
-    longest = float(survived["duration_s"].max()) if len(survived) else 0.0
+    survived = t.survived_idle_s
+    below = np.searchsorted(survived, high, side="left")   # survived[:below] < high
+    low = float(survived[below - 1]) if below else 0.0
+    longest = float(survived[-1]) if len(survived) else 0.0
     consistent = bool(longest < high)
     matches = [m.name for m in catalog.fitting_idle(high, low)] if consistent else []
     text = (evidence.bracket_text(low, high, matches) if consistent else

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from ..jit import kernel
+
 SEVERITY = ["silent_middlebox_eviction", "missing_keepalive", "middlebox_cut",
             "peer_unreachable", "app_slowness"]
 EVICTION_MIN_IDLE_S = 15.0   # shorter quiet spells before a black hole are "unreachable"
@@ -45,6 +47,10 @@ class Row:
             raise AttributeError(name) from None
 
 
+LOOKUP_WINDOW_S = 1.0   # without a gap ending at the packet, one ending this long before it
+LOOKUP_EPS_S = 1e-6
+
+
 class GapIndex:
     """Find the idle gap that ended at a packet, without a pandas query per lookup."""
 
@@ -61,11 +67,54 @@ class GapIndex:
             exact = np.flatnonzero(self.end_frame[lo:hi] == frame)
             if len(exact):
                 return self.row(lo + exact[-1])
-        near = np.flatnonzero((ends <= ts + 1e-6) & (ends >= ts - 1.0))
+        near = np.flatnonzero((ends <= ts + LOOKUP_EPS_S) & (ends >= ts - LOOKUP_WINDOW_S))
         return self.row(lo + near[-1]) if len(near) else None
 
     def row(self, k: int):
         return self.rows[k]
+
+
+def lookup_times(notable: pd.DataFrame, rsts: pd.DataFrame, backoffs: pd.DataFrame):
+    """(connection, time) of every lookup a rule may make: at any notable packet (RSTs,
+    closes), a RST's trigger, a backoff chain's original."""
+    trigger = rsts["trigger_delay_s"].notna().to_numpy()
+    flows = [notable["flow_id"].to_numpy(), rsts["flow_id"].to_numpy()[trigger],
+             backoffs["flow_id"].to_numpy(np.int64)]
+    times = [notable["ts"].to_numpy(), (rsts["ts"] - rsts["trigger_delay_s"]).to_numpy()[trigger],
+             backoffs["original_ts"].to_numpy(np.float64)]
+    return np.concatenate(flows).astype(np.int64), np.concatenate(times)
+
+
+def found_by_lookups(gap_flow: np.ndarray, gap_end: np.ndarray, flows: np.ndarray,
+                     times: np.ndarray) -> np.ndarray:
+    """Gaps GapIndex.before() may return for these lookups: every gap ending in a
+    lookup's window, widened by a millisecond so no rounding decides. Keeping all of
+    them gives every lookup the same candidates, so the same answer."""
+    order = np.lexsort((times, flows))
+    n = int(max(gap_flow.max(initial=-1), flows.max(initial=-1))) + 1
+    first = np.searchsorted(flows[order], np.arange(n + 1))
+    found = np.zeros(len(gap_flow), dtype=np.bool_)
+    slack = 1e-3
+    _ends_near(gap_flow, gap_end, first, times[order], LOOKUP_EPS_S + slack,
+               LOOKUP_WINDOW_S + slack, found)
+    return found
+
+
+@kernel
+def _ends_near(gap_flow, gap_end, first, ts, before, after, found):
+    """found[i]: a time of gap i's connection lies in [end - before, end + after]
+    (`ts` sorted by connection, then time; `first[f]` where connection f starts)."""
+    for i in range(len(gap_flow)):
+        stop = first[gap_flow[i] + 1]
+        lo, hi = first[gap_flow[i]], stop
+        lowest = gap_end[i] - before
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if ts[mid] < lowest:
+                lo = mid + 1
+            else:
+                hi = mid
+        found[i] = lo < stop and ts[lo] <= gap_end[i] + after
 
 
 @dataclass
@@ -100,9 +149,13 @@ class Tables:
     notable: pd.DataFrame
     capture_end: float
     zero_windows: pd.DataFrame
+    survived_idle_s: np.ndarray | None = None   # sorted; None: from the gaps
 
     def __post_init__(self):
         self.gap_index = GapIndex(self.gaps)
+        if self.survived_idle_s is None:
+            from .culprits import survived_idles
+            self.survived_idle_s = survived_idles(self.gaps)
         self.flow_rows = Rows(self.flows)   # flows are indexed by flow_id = position
 
 

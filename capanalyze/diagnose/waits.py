@@ -9,12 +9,15 @@ from .. import evidence, remedy
 from .model import (Options, Stall, Tables, _covered, _frames, _int)
 
 
-def _waiting_gaps(t: Tables, min_s: float) -> pd.DataFrame:
+def waiting(g: pd.DataFrame) -> pd.Series:
     """Gaps during which the client's request was ACKed and its answer owed."""
-    g = t.gaps
     open_ = (g["fin_before"] == "") & ~g["rst_before"]
-    return g[open_ & (g["last_data_from"] == "client") & (g["unacked_client_bytes"] == 0)
-             & (g["duration_s"] >= min_s)]
+    return open_ & (g["last_data_from"] == "client") & (g["unacked_client_bytes"] == 0)
+
+
+def _waiting_gaps(t: Tables, min_s: float) -> pd.DataFrame:
+    g = t.gaps
+    return g[waiting(g) & (g["duration_s"] >= min_s)]
 
 
 
