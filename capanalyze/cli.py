@@ -6,6 +6,7 @@ Errors the user can fix (unreadable capture ...) are CaptureError: printed as on
 from __future__ import annotations
 
 import functools
+import gc
 import os
 import json
 import sys
@@ -98,11 +99,23 @@ def main() -> None:
     from . import jit
 
     jit.cli_process = True
+    _no_cycle_collection()
     try:
         app()
     except SystemExit as done:
         _exit_now(done.code)
     _exit_now(0)
+
+
+def _no_cycle_collection() -> None:
+    """The cycle collector rescans every live object (pandas' and numba's alone are
+    ~300k) each time enough new ones pile up: 0.3 s of a 2 s run on a 5M-packet capture.
+    This process makes few cycles and ends in seconds; reference counting still frees
+    everything else (peak memory measured unchanged), so the collector is switched off
+    once the modules are loaded."""
+    if os.environ.get("CAPANALYZE_GC") != "1":
+        gc.freeze()
+        gc.disable()
 
 
 def _exit_now(code) -> None:
