@@ -64,7 +64,7 @@ def analyze(source, settings: Settings | None = None, progress=None) -> Analysis
     kept, notable = [], []
 
     for cols in _prefetch(reader.columns()):
-        assign_flows(cols, keys)
+        assign_flows(reader.add_codes(cols), keys)   # here: the reader thread is the busier one
         P = events.packet_matrix(cols)
         cols.update(events.event_arrays(events.run(P, state, int(keys.count[0]))))
         # positions, not a mask: ~2 % of rows are notable, and a mask is walked per column

@@ -88,11 +88,11 @@ class CaptureReader:
     def chunks(self):
         """Packet-table DataFrames in file order; each at most max_rows rows."""
         for cols in self.columns():
-            yield self.to_frame(cols)
+            yield self.to_frame(self.add_codes(cols))
 
     def columns(self):
-        """The same chunks as dicts of numpy arrays (TCP_FIELDS + src_code/dst_code):
-        the fast path, with no pandas work per chunk."""
+        """The same chunks as dicts of numpy arrays (TCP_FIELDS; add_codes() adds
+        src_code/dst_code): the fast path, with no pandas work per chunk."""
         if self._started:
             raise RuntimeError("chunks() can be iterated only once per reader")
         self._started = True
@@ -160,7 +160,11 @@ class CaptureReader:
         self._last_ts = int(ts_ns[-1])
 
     def _columns(self, rows: TcpRows, k: int) -> dict:
-        col = {name: getattr(rows, name)[:k] for name in TCP_FIELDS}
+        return {name: getattr(rows, name)[:k] for name in TCP_FIELDS}
+
+    def add_codes(self, col: dict) -> dict:
+        """src_code/dst_code: each address as a code into the reader's categories."""
+        k = len(col["src_hi"])
         codes = self.addresses.codes(np.concatenate([col["src_hi"], col["dst_hi"]]),
                                      np.concatenate([col["src_lo"], col["dst_lo"]]))
         col["src_code"], col["dst_code"] = codes[:k], codes[k:]
