@@ -58,7 +58,8 @@ def instrument():
     timed(jit, "compile_all", "numba start")
     timed(pipeline, "flows_table", "flows table")
     timed(pipeline, "packet_table", "notable table")
-    for module, name, label in [(timeline, "gaps_table", "gaps"), (timeline, "rst_table", "RSTs"),
+    for module, name, label in [(pipeline, "_gaps", "idle gaps (facts of all, table of those read)"),
+                                (timeline, "rst_table", "RSTs"),
                                 (timeline, "backoff_chains", "backoff chains"),
                                 (diagnose, "zero_window_episodes", "zero windows"),
                                 (diagnose, "diagnose", "diagnosis")]:
