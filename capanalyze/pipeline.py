@@ -140,10 +140,10 @@ def _gaps(state, notable, rsts, backoffs, capture_end, every_gap: bool):
     records = state.gap_records()
     if every_gap:
         gaps = timeline.gaps_table(records, state.D, capture_end)
-        return gaps, dg.survived_idles(gaps)
+        return gaps, dg.survived_idles(gaps, rsts)
     facts = timeline.gaps_table(records, state.D, capture_end, columns=dg.GAP_FACTS, ordered=False)
     read = dg.gaps_read(facts, notable, rsts, backoffs)
-    return timeline.gaps_table(records[read], state.D, capture_end), dg.survived_idles(facts)
+    return timeline.gaps_table(records[read], state.D, capture_end), dg.survived_idles(facts, rsts)
 
 
 EVENT_FIELDS = ("events", "rel_seq", "rel_ack", "win", "orig_frame", "orig_ts_ns")

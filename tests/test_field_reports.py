@@ -62,6 +62,17 @@ def test_nlb_forged_rst_is_named_with_its_ttl_and_the_350_s_culprit():
     assert "TCP_KEEPIDLE" in stall["remedy"]
 
 
+def test_an_idle_ended_by_a_fin_that_a_box_resets_is_not_a_survivor():
+    """The NLB client closes after 18 min idle and its FIN is answered by a forged RST:
+    that idle was the eviction. Counted as survived, it made the bracket claim that no
+    single idle timeout explains the evictions."""
+    report = diagnose_json(str(CRAFTED / "nlb_350s.pcap"))
+    bracket = report["eviction_threshold"]
+    assert bracket["consistent"]
+    assert bracket["low_s"] < 350 <= bracket["high_s"]
+    assert "AWS Network Load Balancer" in bracket["matches"]
+
+
 def test_sse_cut_at_15_s_names_envoy_and_the_websocket_survives():
     report = diagnose_json(str(CRAFTED / "sse_proxy_cut_15s.pcap"))
     flows = by_port(report)

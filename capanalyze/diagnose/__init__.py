@@ -29,7 +29,7 @@ __all__ = ["Options", "Stall", "Tables", "diagnose", "verdicts", "zero_window_ep
            "GAP_FACTS", "gaps_read", "survived_idles"]
 
 # The gap columns that decide whether the diagnosis reads a gap (see gaps_read).
-GAP_FACTS = ("flow_id", "end_ts", "duration_s", "keepalives", "ended_by", "fin_before",
+GAP_FACTS = ("flow_id", "end_frame", "end_ts", "duration_s", "keepalives", "ended_by", "fin_before",
              "rst_before", "last_data_from", "unacked_client_bytes")
 
 

@@ -155,7 +155,7 @@ class Tables:
         self.gap_index = GapIndex(self.gaps)
         if self.survived_idle_s is None:
             from .culprits import survived_idles
-            self.survived_idle_s = survived_idles(self.gaps)
+            self.survived_idle_s = survived_idles(self.gaps, self.rsts)
         self.flow_rows = Rows(self.flows)   # flows are indexed by flow_id = position
 
 
