@@ -2,12 +2,11 @@
 entries a stall fits, and the keepalive remedy below every plausible timeout."""
 from __future__ import annotations
 
-
 import numpy as np
 import pandas as pd
 
 from .. import catalog, evidence, remedy
-from .model import (Options, Stall, Tables)
+from .model import Options, Stall, Tables
 
 
 def survived_idles(gaps: pd.DataFrame, rsts: pd.DataFrame) -> np.ndarray:
