@@ -123,7 +123,7 @@ def _prefetch(chunks, depth: int = 2):
 def _derive(info, flows, state, notable, packets, capture_end, settings) -> Analysis:
     rsts = timeline.rst_table(state.rst_records(), state.D)
     backoffs = timeline.backoff_chains(notable, capture_end)
-    gaps, survived = _gaps(state, notable, rsts, backoffs, capture_end, settings.keep_packets)
+    gaps, survived = _gaps(state, notable, rsts, backoffs, settings.keep_packets)
     state.release()   # the tables hold what the diagnosis needs: free the records first
     zero_windows = dg.zero_window_episodes(notable, capture_end)
     tables = dg.Tables(flows, gaps, backoffs, rsts, notable, capture_end, zero_windows, survived)
@@ -133,17 +133,17 @@ def _derive(info, flows, state, notable, packets, capture_end, settings) -> Anal
                     notable, packets, settings)
 
 
-def _gaps(state, notable, rsts, backoffs, capture_end, every_gap: bool):
+def _gaps(state, notable, rsts, backoffs, every_gap: bool):
     """The idle-gap table and the survived idles. With the packet table kept (Jupyter,
     charts) every gap; on the CLI path only the gaps the diagnosis reads, which gives
     the same stalls from a table 10-100x smaller."""
     records = state.gap_records()
     if every_gap:
-        gaps = timeline.gaps_table(records, state.D, capture_end)
+        gaps = timeline.gaps_table(records, state.D)
         return gaps, dg.survived_idles(gaps, rsts)
-    facts = timeline.gaps_table(records, state.D, capture_end, columns=dg.GAP_FACTS, ordered=False)
+    facts = timeline.gaps_table(records, state.D, columns=dg.GAP_FACTS, ordered=False)
     read = dg.gaps_read(facts, notable, rsts, backoffs)
-    return timeline.gaps_table(records[read], state.D, capture_end), dg.survived_idles(facts, rsts)
+    return timeline.gaps_table(records[read], state.D), dg.survived_idles(facts, rsts)
 
 
 EVENT_FIELDS = ("events", "rel_seq", "rel_ack", "win", "orig_frame", "orig_ts_ns")

@@ -22,7 +22,7 @@ GIVE_UP_MARGIN_FRACTION = 0.002
 
 
 # ---------------------------------------------------------------- idle gaps
-def gaps_table(records: np.ndarray, state_D: np.ndarray, capture_end: float,
+def gaps_table(records: np.ndarray, state_D: np.ndarray,
                columns: tuple[str, ...] | None = None, ordered: bool = True) -> pd.DataFrame:
     """Every interval longer than the threshold with no packet but keepalives, ordered
     by connection, then time (the diagnosis looks gaps up by connection). `columns`
@@ -67,9 +67,7 @@ def _gap_columns(g: np.ndarray, D: np.ndarray) -> dict:
 
 def _end_frame(frames: np.ndarray):
     """The frame that ended the gap; missing when the capture ended it."""
-    out = pd.array(np.where(frames < 0, 0, frames), dtype="Int64")
-    out[frames < 0] = pd.NA
-    return out
+    return pd.arrays.IntegerArray(frames, frames < 0)
 
 
 def _keepalive_interval(g):

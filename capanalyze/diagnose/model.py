@@ -105,16 +105,9 @@ def _ends_near(gap_flow, gap_end, first, ts, before, after, found):
     """found[i]: a time of gap i's connection lies in [end - before, end + after]
     (`ts` sorted by connection, then time; `first[f]` where connection f starts)."""
     for i in range(len(gap_flow)):
-        stop = first[gap_flow[i] + 1]
-        lo, hi = first[gap_flow[i]], stop
-        lowest = gap_end[i] - before
-        while lo < hi:
-            mid = (lo + hi) // 2
-            if ts[mid] < lowest:
-                lo = mid + 1
-            else:
-                hi = mid
-        found[i] = lo < stop and ts[lo] <= gap_end[i] + after
+        start, stop = first[gap_flow[i]], first[gap_flow[i] + 1]
+        k = start + np.searchsorted(ts[start:stop], gap_end[i] - before)   # first not earlier
+        found[i] = k < stop and ts[k] <= gap_end[i] + after
 
 
 @dataclass
@@ -149,13 +142,10 @@ class Tables:
     notable: pd.DataFrame
     capture_end: float
     zero_windows: pd.DataFrame
-    survived_idle_s: np.ndarray | None = None   # sorted; None: from the gaps
+    survived_idle_s: np.ndarray   # sorted (culprits.survived_idles): `gaps` may be a subset
 
     def __post_init__(self):
         self.gap_index = GapIndex(self.gaps)
-        if self.survived_idle_s is None:
-            from .culprits import survived_idles
-            self.survived_idle_s = survived_idles(self.gaps, self.rsts)
         self.flow_rows = Rows(self.flows)   # flows are indexed by flow_id = position
 
 
