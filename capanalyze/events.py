@@ -6,6 +6,9 @@ columns to a chunk and collects the idle-gap and RST records the kernel emits.
 """
 from __future__ import annotations
 
+import os
+import tempfile
+
 import numpy as np
 import pandas as pd
 
@@ -13,18 +16,19 @@ from . import tcpstate as ts
 
 RETRANS_KINDS = ["", "rto", "fast", "spurious", "tail_probe"]
 MIN_ROOM = 1024   # free gap/RST rows the kernel gets at least per call (it stops when
-                  # they run out; the buffers grow by half, so refills are rare)
+                  # they run out and is called again with a fresh block)
 
 
 class TcpState:
-    """Per-connection TCP state plus the gap/RST records found so far."""
+    """Per-connection TCP state plus the gap/RST records found so far. With
+    `spill_gaps`, full blocks of gap records wait in a temporary file (see RecordBuffer)."""
 
-    def __init__(self, gap_s: float = 1.0, capacity: int = 1024):
+    def __init__(self, gap_s: float = 1.0, capacity: int = 1024, spill_gaps: bool = False):
         self.gap_ns = int(round(gap_s * 1e9))
         self.D = np.zeros((2 * capacity, ts.N_D), dtype=np.int64)
         self.T = np.zeros((capacity, ts.N_T), dtype=np.int64)
-        self.gaps = RecordBuffer(ts.N_G, MIN_ROOM)
-        self.rsts = RecordBuffer(ts.N_R, MIN_ROOM)
+        self.gaps = RecordBuffer(ts.N_G, spill=spill_gaps)
+        self.rsts = RecordBuffer(ts.N_R)
 
     def ensure_flows(self, n_flows: int):
         if n_flows <= len(self.T):
@@ -36,11 +40,15 @@ class TcpState:
     def close(self, n_flows: int, capture_end_ns: int):
         """Emit the gaps still open at the capture's end."""
         G = self.gaps.room(max(n_flows, 1))
-        self.gaps.n += ts._close_open_gaps(self.T, G, self.D, n_flows, capture_end_ns, self.gap_ns)
+        self.gaps.added(ts._close_open_gaps(self.T, G, self.D, n_flows, capture_end_ns,
+                                            self.gap_ns))
 
     def release(self) -> None:
         """Drop the per-connection state and records once the tables are built."""
         self.D = self.T = None
+        for records in (self.gaps, self.rsts):
+            if records is not None:
+                records.close()
         self.gaps = self.rsts = None
 
     def gap_records(self) -> np.ndarray:
@@ -51,24 +59,75 @@ class TcpState:
 
 
 class RecordBuffer:
-    """Rows the kernel appends (idle gaps, RSTs), grown by half when full: one array
-    from start to end, so no concatenation doubles it at the end of a large capture."""
+    """Rows the kernel appends (idle gaps, RSTs), in blocks: none is copied to grow.
 
-    def __init__(self, width: int, rows: int):
-        self.rows = np.zeros((rows, width), dtype=np.int64)
-        self.n = 0
+    Idle gaps grow with the capture's time, not its connections (1.3M of them, 196 MB,
+    in 20M packets), and the CLI reads only a few: with `spill`, each full block is
+    written to an unlinked temporary file ($TMPDIR) and read back one at a time by
+    `blocks()`, so memory holds one block. Without a usable temporary directory the
+    blocks stay in memory."""
+
+    BLOCK_ROWS = 1 << 16
+
+    def __init__(self, width: int, spill: bool = False):
+        self.width, self.n = width, 0
+        self._done: list = []          # full blocks: arrays, or (file offset, rows) when spilled
+        self._current = np.zeros((0, width), dtype=np.int64)
+        self._used = 0
+        self._file = None
+        self._spill = spill
 
     def room(self, at_least: int) -> np.ndarray:
-        """The free rows after the last one (at least `at_least` of them)."""
-        if len(self.rows) - self.n < at_least:
-            grown = np.zeros((max(self.n + at_least, len(self.rows) * 3 // 2),
-                              self.rows.shape[1]), dtype=np.int64)
-            grown[: self.n] = self.rows[: self.n]
-            self.rows = grown
-        return self.rows[self.n:]
+        """Free rows for the kernel (at least `at_least`); tell added() how many it used."""
+        if len(self._current) - self._used < at_least:
+            self._retire_current()
+            self._current = np.zeros((max(self.BLOCK_ROWS, at_least), self.width), np.int64)
+            self._used = 0
+        return self._current[self._used:]
+
+    def added(self, rows: int) -> None:
+        self._used += rows
+        self.n += rows
+
+    def blocks(self):
+        """The records in order, one block at a time."""
+        for block in self._done:
+            yield self._read(*block) if isinstance(block, tuple) else block
+        yield self._current[:self._used]
 
     def array(self) -> np.ndarray:
-        return self.rows[: self.n]
+        blocks = list(self.blocks())
+        return blocks[0] if len(blocks) == 1 else np.concatenate(blocks)
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+        self._done, self._current, self._file = [], self._current[:0], None
+
+    def _retire_current(self) -> None:
+        block = self._current[:self._used]
+        if not len(block):
+            return
+        # a view: the block's unused rows were never written, so they take no memory
+        self._done.append(self._spilled(block) if self._spill else block)
+
+    def _spilled(self, block: np.ndarray):
+        try:
+            if self._file is None:
+                # kept open across calls (closed by close()): no context manager
+                self._file = tempfile.TemporaryFile(prefix="capanalyze-gaps-")  # noqa: SIM115
+            offset = self._file.seek(0, os.SEEK_END)
+            self._file.write(memoryview(block).cast("B"))
+            return offset, len(block)
+        except OSError:   # no room or no temp dir: keep this block and the rest in memory
+            self._spill = False
+            return block
+
+    def _read(self, offset: int, rows: int) -> np.ndarray:
+        block = np.empty((rows, self.width), np.int64)
+        self._file.seek(offset)
+        self._file.readinto(memoryview(block).cast("B"))
+        return block
 
 
 def _grown(a: np.ndarray, rows: int) -> np.ndarray:
@@ -102,8 +161,8 @@ def run(P: np.ndarray, state: TcpState, n_flows: int) -> np.ndarray:
     while pos < len(P):   # the kernel stops early when a record buffer is full
         G, R = state.gaps.room(MIN_ROOM), state.rsts.room(MIN_ROOM)
         pos, ng, nr = ts._annotate_kernel(P, O, state.D, state.T, G, R, pos, state.gap_ns)
-        state.gaps.n += ng
-        state.rsts.n += nr
+        state.gaps.added(ng)
+        state.rsts.added(nr)
     return O
 
 

@@ -22,25 +22,23 @@ import pandas as pd
 from .. import catalog, evidence
 from . import culprits, cuts, lost, waits
 from .culprits import survived_idles
-from .model import SEVERITY, Options, Rows, Stall, Tables, found_by_lookups, lookup_times
+from .model import SEVERITY, Lookups, Options, Rows, Stall, Tables
 from .waits import zero_window_episodes
 
 __all__ = ["Options", "Stall", "Tables", "diagnose", "verdicts", "zero_window_episodes", "SEVERITY",
-           "GAP_FACTS", "gaps_read", "survived_idles"]
+           "GAP_FACTS", "Lookups", "gaps_read", "survived_idles"]
 
 # The gap columns that decide whether the diagnosis reads a gap (see gaps_read).
 GAP_FACTS = ("flow_id", "end_frame", "end_ts", "duration_s", "keepalives", "ended_by", "fin_before",
              "rst_before", "last_data_from", "unacked_client_bytes")
 
 
-def gaps_read(facts: pd.DataFrame, notable: pd.DataFrame, rsts: pd.DataFrame,
-              backoffs: pd.DataFrame) -> np.ndarray:
+def gaps_read(facts: pd.DataFrame, lookups: Lookups) -> np.ndarray:
     """The gaps any rule here reads: someone waiting (missing keepalive, slow answers),
     or found by a lookup at a packet (evictions, closes). The bracket needs only the
     durations of the idles that survived (survived_idles). A large capture has 10-100x
     more gaps than that, most of them think time between requests."""
-    flows, times = lookup_times(notable, rsts, backoffs)
-    found = found_by_lookups(facts["flow_id"].to_numpy(), facts["end_ts"].to_numpy(), flows, times)
+    found = lookups.found(facts["flow_id"].to_numpy(), facts["end_ts"].to_numpy())
     return found | waits.waiting(facts).to_numpy()
 
 

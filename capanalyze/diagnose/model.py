@@ -74,30 +74,33 @@ class GapIndex:
         return self.rows[k]
 
 
-def lookup_times(notable: pd.DataFrame, rsts: pd.DataFrame, backoffs: pd.DataFrame):
+class Lookups:
     """(connection, time) of every lookup a rule may make: at any notable packet (RSTs,
-    closes), a RST's trigger, a backoff chain's original."""
-    trigger = rsts["trigger_delay_s"].notna().to_numpy()
-    flows = [notable["flow_id"].to_numpy(), rsts["flow_id"].to_numpy()[trigger],
-             backoffs["flow_id"].to_numpy(np.int64)]
-    times = [notable["ts"].to_numpy(), (rsts["ts"] - rsts["trigger_delay_s"]).to_numpy()[trigger],
-             backoffs["original_ts"].to_numpy(np.float64)]
-    return np.concatenate(flows).astype(np.int64), np.concatenate(times)
+    closes), a RST's trigger, a backoff chain's original. Sorted once; `found()` then
+    tells which of a batch of gaps GapIndex.before() may return for them."""
 
+    def __init__(self, notable: pd.DataFrame, rsts: pd.DataFrame, backoffs: pd.DataFrame):
+        trigger = rsts["trigger_delay_s"].notna().to_numpy()
+        flows = [notable["flow_id"].to_numpy(), rsts["flow_id"].to_numpy()[trigger],
+                 backoffs["flow_id"].to_numpy(np.int64)]
+        times = [notable["ts"].to_numpy(),
+                 (rsts["ts"] - rsts["trigger_delay_s"]).to_numpy()[trigger],
+                 backoffs["original_ts"].to_numpy(np.float64)]
+        flows, times = np.concatenate(flows).astype(np.int64), np.concatenate(times)
+        order = np.lexsort((times, flows))
+        self.flows, self.times = flows[order], times[order]
 
-def found_by_lookups(gap_flow: np.ndarray, gap_end: np.ndarray, flows: np.ndarray,
-                     times: np.ndarray) -> np.ndarray:
-    """Gaps GapIndex.before() may return for these lookups: every gap ending in a
-    lookup's window, widened by a millisecond so no rounding decides. Keeping all of
-    them gives every lookup the same candidates, so the same answer."""
-    order = np.lexsort((times, flows))
-    n = int(max(gap_flow.max(initial=-1), flows.max(initial=-1))) + 1
-    first = np.searchsorted(flows[order], np.arange(n + 1))
-    found = np.zeros(len(gap_flow), dtype=np.bool_)
-    slack = 1e-3
-    _ends_near(gap_flow, gap_end, first, times[order], LOOKUP_EPS_S + slack,
-               LOOKUP_WINDOW_S + slack, found)
-    return found
+    def found(self, gap_flow: np.ndarray, gap_end: np.ndarray) -> np.ndarray:
+        """Every gap ending in a lookup's window, widened by a millisecond so no rounding
+        decides. Keeping all of them gives every lookup the same candidates, so the
+        same answer."""
+        n = int(max(gap_flow.max(initial=-1), self.flows.max(initial=-1))) + 1
+        first = np.searchsorted(self.flows, np.arange(n + 1))
+        found = np.zeros(len(gap_flow), dtype=np.bool_)
+        slack = 1e-3
+        _ends_near(gap_flow, gap_end, first, self.times, LOOKUP_EPS_S + slack,
+                   LOOKUP_WINDOW_S + slack, found)
+        return found
 
 
 @kernel
