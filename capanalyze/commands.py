@@ -76,12 +76,19 @@ def _stderr_console():
     return Console(stderr=True)
 
 
-def _write(text: str, output: Optional[Path]):
+def _write(text: str | bytes, output: Optional[Path]):
     if output is None:
-        sys.stdout.write(text)
+        if isinstance(text, bytes):
+            sys.stdout.flush()
+            sys.stdout.buffer.write(text)
+        else:
+            sys.stdout.write(text)
         return
     try:
-        output.write_text(text)
+        if isinstance(text, bytes):
+            output.write_bytes(text)
+        else:
+            output.write_text(text)
     except OSError as exc:
         raise CaptureError(f"cannot write {output}: {exc.strerror}") from None
     print(f"capanalyze: wrote {output}", file=sys.stderr)

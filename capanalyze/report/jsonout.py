@@ -89,8 +89,9 @@ def clean(value):
     return str(value)
 
 
-def to_json(report: dict) -> str:
+def to_json(report: dict, as_bytes: bool = False) -> str | bytes:
     # Indented for people; a capture with thousands of connections is read by scripts.
     # orjson: the stdlib encoder took 0.12 s for the 20k-connection report of a 5M capture.
     option = orjson.OPT_SERIALIZE_NUMPY | (orjson.OPT_INDENT_2 if len(report["flows"]) <= 2000 else 0)
-    return orjson.dumps(report, option=option).decode()
+    data = orjson.dumps(report, option=option)
+    return data if as_bytes else data.decode()
