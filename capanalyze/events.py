@@ -70,7 +70,7 @@ class RecordBuffer:
     BLOCK_ROWS = 1 << 16
 
     def __init__(self, width: int, spill: bool = False):
-        self.width, self.n = width, 0
+        self.width = width
         self._done: list = []          # full blocks: arrays, or (file offset, rows) when spilled
         self._current = np.zeros((0, width), dtype=np.int64)
         self._used = 0
@@ -87,7 +87,6 @@ class RecordBuffer:
 
     def added(self, rows: int) -> None:
         self._used += rows
-        self.n += rows
 
     def blocks(self):
         """The records in order, one block at a time."""

@@ -147,7 +147,7 @@ def _gaps(state, notable, rsts, backoffs, every_gap: bool):
     for records in state.gaps.blocks():
         facts = timeline.gaps_table(records, state.D, columns=dg.GAP_FACTS, ordered=False)
         read.append(records[dg.gaps_read(facts, lookups)])
-        survived.append(dg.survived_idles(facts, rsts))
+        survived.append(dg.survivor_durations(facts, rsts))
     gaps = timeline.gaps_table(np.concatenate(read), state.D)
     return gaps, np.sort(np.concatenate(survived))
 

@@ -21,12 +21,12 @@ import pandas as pd
 
 from .. import catalog, evidence
 from . import culprits, cuts, lost, waits
-from .culprits import survived_idles
+from .culprits import survived_idles, survivor_durations
 from .model import SEVERITY, Lookups, Options, Rows, Stall, Tables
 from .waits import zero_window_episodes
 
 __all__ = ["Options", "Stall", "Tables", "diagnose", "verdicts", "zero_window_episodes", "SEVERITY",
-           "GAP_FACTS", "Lookups", "gaps_read", "survived_idles"]
+           "GAP_FACTS", "Lookups", "gaps_read", "survived_idles", "survivor_durations"]
 
 # The gap columns that decide whether the diagnosis reads a gap (see gaps_read).
 GAP_FACTS = ("flow_id", "end_frame", "end_ts", "duration_s", "keepalives", "ended_by", "fin_before",

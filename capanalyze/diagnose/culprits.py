@@ -10,12 +10,17 @@ from .model import Options, Stall, Tables
 
 
 def survived_idles(gaps: pd.DataFrame, rsts: pd.DataFrame) -> np.ndarray:
-    """Durations (sorted) of the idles with no keepalive that the connection survived:
-    the traffic that ended them got through, and was not answered by a RST (a FIN
-    after the idle that a box resets was the eviction, not a survivor)."""
+    """Durations (sorted) of the idles with no keepalive that the connection survived."""
+    return np.sort(survivor_durations(gaps, rsts))
+
+
+def survivor_durations(gaps: pd.DataFrame, rsts: pd.DataFrame) -> np.ndarray:
+    """survived_idles unsorted: the traffic that ended the idle got through, and was not
+    answered by a RST (a FIN after the idle that a box resets was the eviction, not a
+    survivor)."""
     survived = (gaps["keepalives"] == 0) & gaps["ended_by"].isin(["data_acked", "ack", "fin"])
     reset = gaps["end_frame"].isin(rsts["trigger_frame"].dropna())
-    return np.sort(gaps["duration_s"].to_numpy()[(survived & ~reset).to_numpy()])
+    return gaps["duration_s"].to_numpy()[(survived & ~reset).to_numpy()]
 
 
 def eviction_bracket(t: Tables, stalls: list[Stall]) -> dict | None:

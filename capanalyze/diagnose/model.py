@@ -88,17 +88,17 @@ class Lookups:
                  backoffs["original_ts"].to_numpy(np.float64)]
         flows, times = np.concatenate(flows).astype(np.int64), np.concatenate(times)
         order = np.lexsort((times, flows))
-        self.flows, self.times = flows[order], times[order]
+        self.times = times[order]
+        # where each connection's times start: first[f]..first[f + 1]
+        self.first = np.searchsorted(flows[order], np.arange(flows.max(initial=-1) + 2))
 
     def found(self, gap_flow: np.ndarray, gap_end: np.ndarray) -> np.ndarray:
         """Every gap ending in a lookup's window, widened by a millisecond so no rounding
         decides. Keeping all of them gives every lookup the same candidates, so the
         same answer."""
-        n = int(max(gap_flow.max(initial=-1), self.flows.max(initial=-1))) + 1
-        first = np.searchsorted(self.flows, np.arange(n + 1))
         found = np.zeros(len(gap_flow), dtype=np.bool_)
         slack = 1e-3
-        _ends_near(gap_flow, gap_end, first, self.times, LOOKUP_EPS_S + slack,
+        _ends_near(gap_flow, gap_end, self.first, self.times, LOOKUP_EPS_S + slack,
                    LOOKUP_WINDOW_S + slack, found)
         return found
 
@@ -108,6 +108,8 @@ def _ends_near(gap_flow, gap_end, first, ts, before, after, found):
     """found[i]: a time of gap i's connection lies in [end - before, end + after]
     (`ts` sorted by connection, then time; `first[f]` where connection f starts)."""
     for i in range(len(gap_flow)):
+        if gap_flow[i] + 1 >= len(first):   # a connection past the last one looked up
+            continue
         start, stop = first[gap_flow[i]], first[gap_flow[i] + 1]
         k = start + np.searchsorted(ts[start:stop], gap_end[i] - before)   # first not earlier
         found[i] = k < stop and ts[k] <= gap_end[i] + after

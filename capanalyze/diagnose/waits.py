@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 
 from .. import evidence, remedy
-from .model import (Options, Stall, Tables, _covered, _frames, _int)
+from .model import Options, Stall, Tables, _covered, _frames, _int
 
 
 def waiting(g: pd.DataFrame) -> pd.Series:
@@ -18,8 +18,6 @@ def waiting(g: pd.DataFrame) -> pd.Series:
 def _waiting_gaps(t: Tables, min_s: float) -> pd.DataFrame:
     g = t.gaps
     return g[waiting(g) & (g["duration_s"] >= min_s)]
-
-
 
 
 def missing_keepalive(t: Tables, timeout: float, found) -> list[Stall]:
