@@ -133,6 +133,11 @@ class Capanalyze:
         candidates = []
         if override:
             candidates.append(override.split())
+        # the console script of this interpreter's environment, as a user's venv has it
+        # (a pyenv shim on PATH would add its own ~60 ms start-up to every run)
+        beside = Path(sys.executable).parent / "capanalyze"
+        if beside.is_file():
+            candidates.append([str(beside)])
         if shutil.which("capanalyze"):
             candidates.append([shutil.which("capanalyze")])
         candidates.append([sys.executable, "-m", "capanalyze"])
