@@ -4,9 +4,13 @@ Every capture is crafted (capanalyze.craft) and analysed from its written bytes.
 """
 from __future__ import annotations
 
+import pandas as pd
 import pytest
+from helpers import SAMPLES
 
+from capanalyze import events
 from capanalyze.craft import Conversation
+from capanalyze.pipeline import Settings, analyze
 
 CLIENT, SERVER = ("192.0.2.10", 50123), ("198.51.100.20", 80)
 T0 = 1_700_000_000.0
@@ -179,3 +183,17 @@ def test_flow_states_and_counts(analyze_capture):
     assert f["state"] == "open"
     assert (f["keepalives"], f["retransmissions"], f["rsts"]) == (2, 2, 0)
     assert f["packets"] == len(idle.packets)
+
+
+def test_connection_state_grown_from_one_connection_keeps_every_connection(monkeypatch):
+    """The per-connection state grows (in place) as connections appear, chunk after
+    chunk: starting with room for one connection gives the same analysis as starting
+    with room for all."""
+    path = SAMPLES / "lab" / "mixed.client.pcap"
+    settings = Settings(chunk_bytes=4096)   # ~20 chunks: it grows while connections are open
+    roomy = analyze(path, settings)
+    monkeypatch.setattr(events.TcpState, "INITIAL_FLOWS", 1)
+    grown = analyze(path, settings)
+    assert len(grown.flows) > 20
+    for name in ("flows", "notable", "gaps", "backoffs", "rsts", "stalls"):
+        pd.testing.assert_frame_equal(getattr(grown, name), getattr(roomy, name), obj=name)
