@@ -40,8 +40,9 @@ def test_the_cli_path_drops_gaps_nobody_reads():
     assert len(read.gaps) < len(every.gaps)
 
 
-def _one_gap_per_block(monkeypatch) -> list[int]:
-    """Blocks of one record each, so every capture spills; returns the spill count."""
+def _one_gap_per_block(monkeypatch, in_memory: int = 0) -> list[int]:
+    """Blocks of one record each, all but the first `in_memory` spilled; returns the
+    sizes of the blocks spilled."""
     spilled = []
     original = events.RecordBuffer._spilled
 
@@ -49,6 +50,7 @@ def _one_gap_per_block(monkeypatch) -> list[int]:
         spilled.append(len(block))
         return original(self, block)
     monkeypatch.setattr(events.RecordBuffer, "BLOCK_ROWS", 1)
+    monkeypatch.setattr(events.RecordBuffer, "MEMORY_BYTES", in_memory * 8 * events.ts.N_G)
     monkeypatch.setattr(events, "MIN_ROOM", 1)
     monkeypatch.setattr(events.RecordBuffer, "_spilled", counted)
     return spilled
@@ -61,16 +63,22 @@ SPILL_CAPTURES = [p for p in CAPTURES if p.name in (
 
 @pytest.mark.parametrize("path", SPILL_CAPTURES, ids=[p.name for p in SPILL_CAPTURES])
 def test_gap_records_spilled_to_disk_give_the_same_diagnosis(path, monkeypatch):
-    """Gap records wait in a temporary file in blocks on the CLI path (a 20M-packet
-    capture has 1.3M of them); read back block by block, they give the same answer."""
+    """Past a memory budget, gap records wait in a temporary file in blocks on the CLI
+    path (a 20M-packet capture has 1.3M of them); read back block by block, in order
+    with the blocks kept in memory, they give the same answer."""
     every, in_memory = analyze(path, Settings(keep_packets=True)), analyze(path)
     spilled = _one_gap_per_block(monkeypatch)
-    read = analyze(path)
+    all_spilled = analyze(path)
+    n_spilled = len(spilled)
+    spilled_past_3 = _one_gap_per_block(monkeypatch, in_memory=3)
+    three_kept = analyze(path)
 
-    assert len(spilled) >= len(read.gaps) > 0
-    pd.testing.assert_frame_equal(in_memory.gaps, read.gaps)
-    pd.testing.assert_frame_equal(every.stalls, read.stalls)
-    assert every.bracket == read.bracket
+    assert n_spilled >= len(all_spilled.gaps) > 0
+    assert len(spilled_past_3) == n_spilled - 3
+    for read in (all_spilled, three_kept):
+        pd.testing.assert_frame_equal(in_memory.gaps, read.gaps)
+        pd.testing.assert_frame_equal(every.stalls, read.stalls)
+        assert every.bracket == read.bracket
 
 
 def test_without_a_usable_temp_dir_the_blocks_stay_in_memory(tmp_path, monkeypatch):
