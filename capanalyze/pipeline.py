@@ -101,6 +101,7 @@ class RowBuffer:
     next to reuse (20M packets: 60-80 MB of peak RSS)."""
 
     GROWTH = 1.25   # resize() zero-fills the part it adds, so the slack is resident
+    INITIAL_ROWS = 1024
 
     def __init__(self):
         self.columns: dict[str, np.ndarray] = {}
@@ -110,7 +111,7 @@ class RowBuffer:
         """All of a chunk's rows, or those at `rows` (positions)."""
         end = self.rows + (len(cols["frame"]) if rows is None else len(rows))
         if not self.columns:
-            self.columns = {name: np.empty(max(end, 1024), c.dtype) for name, c in cols.items()}
+            self.columns = {name: np.empty(max(end, self.INITIAL_ROWS), c.dtype) for name, c in cols.items()}
         size = len(self.columns["frame"])
         if end > size:
             for column in self.columns.values():
