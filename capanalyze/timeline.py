@@ -7,6 +7,8 @@ per event (thousands of rows, not millions), so it is plain pandas.
 """
 from __future__ import annotations
 
+import statistics
+
 import numpy as np
 import pandas as pd
 
@@ -193,7 +195,7 @@ def _growth(intervals: np.ndarray) -> float:
     if len(usable) < 2:
         return float("nan")
     ratios = usable[1:] / np.maximum(usable[:-1], 1e-9)
-    return float(np.median(ratios))
+    return float(statistics.median(ratios.tolist()))   # np.median: 25x slower on a few values
 
 
 def _chain_end(rows: np.ndarray, c: _Columns, capture_end: float):

@@ -5,6 +5,7 @@ import math
 
 import numpy as np
 import orjson
+import pandas as pd
 
 from .. import __version__
 
@@ -60,6 +61,8 @@ def _plain_column(series) -> list:
         return [None if v != v else v for v in values.tolist()]
     if series.dtype.kind in "iub":
         return series.to_numpy().tolist()
+    if isinstance(series.dtype, pd.StringDtype):   # str or missing: nothing to clean
+        return series.to_numpy(dtype=object, na_value=None).tolist()
     return [clean(v) for v in series.tolist()]
 
 
