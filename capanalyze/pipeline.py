@@ -95,10 +95,10 @@ def _rows_of(cols: dict, flows: frozenset | None) -> np.ndarray | None:
 
 
 class RowBuffer:
-    """Chunk rows appended into one array per column, each grown in place (realloc:
-    a large array's pages are remapped, not copied). Joining the chunks at the end
-    held every row twice, and their freed pieces were too small for the tables built
-    next to reuse (20M packets: 60-80 MB of peak RSS)."""
+    """Chunk rows appended into one array per column, each grown in place
+    (events.resized). Joining the chunks at the end held every row twice, and their
+    freed pieces were too small for the tables built next to reuse (20M packets:
+    60-80 MB of peak RSS)."""
 
     GROWTH = 1.25   # resize() zero-fills the part it adds, so the slack is resident
     INITIAL_ROWS = 1024
@@ -115,7 +115,7 @@ class RowBuffer:
         size = len(self.columns["frame"])
         if end > size:
             for column in self.columns.values():
-                column.resize(max(end, int(size * self.GROWTH)), refcheck=False)
+                events.resized(column, max(end, int(size * self.GROWTH)))
         for name, column in self.columns.items():
             into, values = column[self.rows:end], cols[name]
             if values.dtype != column.dtype:   # np.take would cast silently
@@ -129,7 +129,7 @@ class RowBuffer:
     def arrays(self) -> dict[str, np.ndarray] | None:
         """The columns cut to the rows appended (in place); the buffer is left empty."""
         for column in self.columns.values():
-            column.resize(self.rows, refcheck=False)
+            events.resized(column, self.rows)
         columns, self.columns, self.rows = self.columns, {}, 0
         return columns or None
 
@@ -215,14 +215,10 @@ def _empty_table(reader) -> pd.DataFrame:
     return packet_table(cols, reader)
 
 
-def _malloc_trim():
-    try:
-        return ctypes.CDLL(None).malloc_trim
-    except (OSError, AttributeError, TypeError):   # not glibc: nothing to ask for
-        return None
-
-
-_MALLOC_TRIM = _malloc_trim()
+try:   # glibc only; other allocators return freed memory their own way
+    _MALLOC_TRIM = ctypes.CDLL(None).malloc_trim
+except (OSError, AttributeError, TypeError):
+    _MALLOC_TRIM = None
 
 
 def release_freed_memory() -> None:
