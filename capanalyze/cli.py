@@ -96,9 +96,7 @@ def render_info(info) -> str:
 
 def main() -> None:
     from . import commands  # noqa: F401  registers diagnose, flows, packets, plot
-    from . import jit
 
-    jit.cli_process = True
     _no_cycle_collection()
     try:
         app()

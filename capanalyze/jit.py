@@ -1,10 +1,14 @@
 """Compiled or interpreted: one source for every per-packet kernel, two ways to run it.
 
 Kernels are plain Python functions over numpy arrays, written in the subset numba
-compiles. Small captures run them interpreted: numba's runtime needs ~0.8 s to start
-even from its cache, more than a small capture takes to analyse. Larger inputs call
-`compile_all()` first: each kernel becomes a numba function (cache=True, nogil=True)
-and module globals are rebound so compiled kernels call compiled kernels.
+compiles. Small captures run them interpreted: importing numba and loading the kernels
+from its cache takes ~0.15 s, more than a small capture takes to analyse. Larger inputs
+call `compile_all()` first: each kernel becomes a numba function (cache=True,
+nogil=True) and module globals are rebound so compiled kernels call compiled kernels.
+
+Kernels call no numpy array functions (np.searchsorted, np.sort ...), only scalar casts:
+loading such a kernel from the cache imports numba's array-math modules, whose linalg
+part probes for BLAS by importing scipy where it is installed (0.05-0.17 s per run).
 
 The interpreted run is also the reference the compiled one is checked against
 (tests/test_jit.py): same code, so the same flags, flows and stalls.
@@ -18,8 +22,6 @@ COMPILE_ABOVE_BYTES = 1 << 20   # interpreted kernels do ~30k packets/s: < 1 s h
 
 _registry: list[Kernel] = []
 _compiled = False
-# Set by the CLI: the process is ours, so numba's BLAS probe may be skipped (see below).
-cli_process = False
 
 
 class Kernel:
@@ -48,12 +50,11 @@ def compile_all() -> None:
     global _compiled
     if _compiled:
         return
-    if cli_process:
-        _skip_blas_probe()
     from numba import njit
 
     for k in _registry:
         k.dispatcher = njit(cache=True, nogil=True, _nrt=False, **k.options)(k.py_func)
+        _load_without_refresh(k.dispatcher)
     # Compiled callers must see dispatchers, not Kernel objects, wherever a kernel was
     # imported (`from .records import rd32` binds it in the importer too).
     for name, module in list(sys.modules.items()):
@@ -64,15 +65,23 @@ def compile_all() -> None:
     _compiled = True
 
 
-def _skip_blas_probe() -> None:
-    """numba probes for BLAS by importing scipy.linalg when its typing context first
-    loads: 0.27 s of start-up wherever scipy is installed. No kernel here does linear
-    algebra; a notebook may, so only the CLI's own process skips the probe."""
-    from numba.np import linalg
+def _load_without_refresh(dispatcher) -> None:
+    """numba refreshes its typing and lowering contexts before loading a cached kernel:
+    installing ~2000 registrations that only compiling reads, 0.085 s of every compiled
+    run (half of its kernel loading). Loaded machine code needs none of them, and numba
+    refreshes before any compilation anyway (CompilerBase.__init__), so our kernels
+    load without it. Only where numba has the internals this relies on."""
+    cache = getattr(dispatcher, "_cache", None)
+    load = getattr(cache, "_load_overload", None)
+    guard = getattr(cache, "_guard_against_spurious_io_errors", None)
+    if load is None or guard is None:
+        return
 
-    def no_blas():
-        raise ImportError("BLAS probe skipped by the capanalyze CLI")
-    linalg.ensure_blas = no_blas
+    def load_overload(sig, target_context):
+        with guard():
+            return load(sig, target_context)
+        return None   # the guard swallowed an I/O error: numba compiles instead
+    cache.load_overload = load_overload
 
 
 def is_compiled() -> bool:

@@ -111,8 +111,21 @@ def _ends_near(gap_flow, gap_end, first, ts, before, after, found):
         if gap_flow[i] + 1 >= len(first):   # a connection past the last one looked up
             continue
         start, stop = first[gap_flow[i]], first[gap_flow[i] + 1]
-        k = start + np.searchsorted(ts[start:stop], gap_end[i] - before)   # first not earlier
+        k = _first_not_before(ts, start, stop, gap_end[i] - before)
         found[i] = k < stop and ts[k] <= gap_end[i] + after
+
+
+@kernel(inline="always")
+def _first_not_before(ts, lo, hi, t):
+    """np.searchsorted(ts[lo:hi], t) + lo, by hand: numba's searchsorted pulls in its
+    array-math module when a cached kernel is loaded (0.05 s of start-up)."""
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if ts[mid] < t:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
 
 
 @dataclass
