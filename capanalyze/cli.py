@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import functools
 import gc
-import os
 import json
+import os
 import sys
 from enum import Enum
 

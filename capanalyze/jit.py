@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import sys
+
 COMPILE_ABOVE_BYTES = 1 << 20   # interpreted kernels do ~30k packets/s: < 1 s here
 
 _registry: list[Kernel] = []
