@@ -7,6 +7,17 @@
 """
 __version__ = "0.1.0"
 
-from .api import Capture, Flow, load  # noqa: E402
-
 __all__ = ["Capture", "Flow", "load", "__version__"]
+
+
+def __getattr__(name):
+    # Imported on first use, so the command line can settle how pandas is imported
+    # (see cli.main) before anything imports it.
+    if name in ("Capture", "Flow", "load"):
+        from . import api
+        return getattr(api, name)
+    raise AttributeError(f"module 'capanalyze' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(list(globals()) + ["Capture", "Flow", "load"])

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import gzip
+import importlib.util
 import json
 import subprocess
 import sys
@@ -110,3 +111,19 @@ def test_plot_of_the_stalled_flows_writes_a_png(tmp_path):
     run_cli("plot", str(SAMPLES / "lab" / "mixed.client.pcap"), "--stalls", "--idle-timeout", "20",
             "-o", str(out))
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.skipif(importlib.util.find_spec("pyarrow") is None,
+                    reason="pyarrow is not installed (it comes with the test extra)")
+@pytest.mark.parametrize("args", [("diagnose", "-f", "json"), ("diagnose",), ("flows", "-f", "json")])
+def test_reports_are_the_same_whether_pandas_stores_strings_in_pyarrow_or_not(args):
+    """The command line keeps pyarrow away from pandas (start-up); a run that loaded it
+    first, as any process with pyarrow imported does, must print the same bytes."""
+    capture = str(SAMPLES / "lab" / "mixed.client.pcap")
+    without = run_cli(*args, capture, "--idle-timeout", "20").stdout
+    preloaded = subprocess.run(
+        [sys.executable, "-c", "import pyarrow, runpy; runpy.run_module('capanalyze', run_name='__main__')",
+         *args, capture, "--idle-timeout", "20"],
+        capture_output=True, text=True, cwd=ROOT, timeout=600, check=True)
+    assert without == preloaded.stdout
+    assert "eviction" in without
