@@ -52,8 +52,9 @@ def timed(module, name: str, label: str):
 
 def instrument():
     import capanalyze.cli
-    mark("imports")
+    capanalyze.cli._pandas_without_pyarrow([])   # as cli.main does, before pandas is imported
     from capanalyze import diagnose, events, jit, pipeline, timeline
+    mark("imports")
 
     timed(jit, "compile_all", "numba start")
     timed(pipeline, "flows_table", "flows table")
