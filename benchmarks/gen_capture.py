@@ -4,6 +4,7 @@
     python benchmarks/gen_capture.py --packets 5M --seed 1 -o /tmp/5M.pcap
     python benchmarks/gen_capture.py --packets 5M --profile bulk -o /tmp/5M_bulk.pcap
     python benchmarks/gen_capture.py --packets 100k --snaplen 128 --format pcapng --nanosecond -o x.pcapng
+    python benchmarks/gen_capture.py --packets 20M --connections 20k -o /tmp/20M_c20k.pcap
 
 Traffic model (vantage point: a tap on the client side, e.g. a NAT gateway)
 --------------------------------------------------------------------------
@@ -22,6 +23,9 @@ Two profiles share everything below except the sizes marked [mixed | bulk]:
   uniformly from up to an hour before the capture starts until the end of its span
   (default max(600 s, packets/1000 s)) and interleave in time order; those already open at
   the start are seen mid-stream (no handshake, maybe a keepalive as their first packet).
+  Their number grows with --packets; --connections N plans N instead and scales the
+  exchanges of the long ones to fill the packets (5M and 20M packets with --connections
+  20k --duration 20000: 16.1k and 17.2k connections seen, the rest outside the capture).
   Each has a per-connection RTT (lognormal, median 15 ms), downstream bandwidth (median
   50 Mbit/s) that paces received segments, random ISNs and TCP timestamp offsets.
 * A connection is a sequence of episodes, each starting after a gap:
@@ -93,7 +97,7 @@ import argparse
 import struct
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from numba import njit
@@ -425,11 +429,13 @@ def lead_time(span):
     return min(span, 3600.0)
 
 
-def build_plan(rng, n_packets, span, prof, app):
+def build_plan(rng, n_packets, span, prof, app, connections=0):
     """Connections, episodes and hosts giving about 1.03 * n_packets TCP packets within
     [0, span): the capture is cut at n_packets, close to the span's end. `app`: messages
-    carry application bytes, so each must be long enough for its headers."""
-    n_conn = max(200, int(n_packets / prof.pkts_per_conn * (1 + lead_time(span) / span)))
+    carry application bytes, so each must be long enough for its headers. With
+    `connections`, their number is fixed and the long connections' exchanges scale instead
+    (to measure what grows with packets alone)."""
+    n_conn = connections or max(200, int(n_packets / prof.pkts_per_conn * (1 + lead_time(span) / span)))
     want = n_packets * 1.03 * 0.985  # 1.5% of the packets are noise
     for _ in range(8):
         hosts = plan_hosts(rng, n_conn)
@@ -443,11 +449,21 @@ def build_plan(rng, n_packets, span, prof, app):
         inside = npk[(ep["start"] >= 0) & (ep["start"] < span)].sum()
         if inside >= want and inside < want * 1.15:
             break
-        n_conn = max(200, int(n_conn * want / max(inside, 1) * 1.03))
+        scale = want / max(inside, 1) * 1.03
+        if connections:
+            prof = longer_connections(prof, scale)
+        else:
+            n_conn = max(200, int(n_conn * scale))
     allocate_ports(rng, c, hosts)
     if app:
         avoid_dissector_ports(c)
     return Plan(conn=c, ep=ep, hosts=hosts, span=span)
+
+
+def longer_connections(prof, scale):
+    """`prof` with `scale` times the exchanges per long connection (median and cap)."""
+    median, sigma, lo, hi = prof.long_ex
+    return replace(prof, long_ex=(median * scale, sigma, lo, hi * scale))
 
 
 def fit_messages(ep, c):
@@ -1304,7 +1320,7 @@ def generate(args):
     span = args.duration or max(600.0, n / 1000)
     prof = PROFILES[args.profile]
     app = (args.payload or prof.payload) == "app"
-    plan = build_plan(rng, n, span, prof, app)
+    plan = build_plan(rng, n, span, prof, app, args.connections)
     edges, t_cut = time_windows(plan, n, args.batch)
     noise = plan_noise(rng, max(1, int(n * 0.015 / 2)), t_cut, plan.hosts)
     hosts_n, n_conn = plan.hosts["n"], len(plan.conn["close"])
@@ -1429,6 +1445,8 @@ def main(argv=None):
     ap.add_argument("--snaplen", type=int, default=262144, help="bytes kept per packet (e.g. 128)")
     ap.add_argument("--format", choices=("pcap", "pcapng"), default="pcap")
     ap.add_argument("--nanosecond", action="store_true", help="nanosecond timestamps")
+    ap.add_argument("--connections", type=parse_count, default=0,
+                    help="fix the number of connections (e.g. 20k); their length scales instead")
     ap.add_argument("--duration", type=float, default=0, help="span of connection starts, s")
     ap.add_argument("--batch", type=parse_count, default=parse_count("1M"), help="packets per window")
     ap.add_argument("--quiet", action="store_true")

@@ -6,13 +6,19 @@
     python benchmarks/run.py --quick                # 100k and 1M, 1 run each
     python benchmarks/run.py --profile mixed,bulk   # both traffic profiles of gen_capture.py
     python benchmarks/run.py my.pcap other.pcapng   # given files instead of generated ones
+    python benchmarks/run.py --sizes 5M,20M --connections 20k   # same connections, more packets
 
 Each command runs as its own process with stdout to /dev/null; wall time is measured
 around it and peak RSS is the ru_maxrss that os.wait4 reports for that very child (so
 runs never see each other's peaks). The median of --runs runs is reported.
 Generated captures are cached in benchmarks/.cache/ (gitignored) as
-gen_{size}_seed{seed}[_{profile}][_s{snaplen}].{fmt}; the bulk profile has no profile
-part (the names it had before profiles existed).
+gen_{size}_seed{seed}[_{profile}][_c{connections}_d{span}][_s{snaplen}].{fmt}; the bulk
+profile has no profile part (the names it had before profiles existed).
+
+Realistic captures grow in connections as they grow in packets (a longer capture of the
+same traffic); --connections fixes their number and spreads them over the span of the
+largest size instead, so memory that grows with packets alone shows apart from memory
+that grows with connections.
 """
 from __future__ import annotations
 
@@ -197,14 +203,31 @@ class Capture:
         return self.path.stat().st_size / 1e6
 
 
-def cache_path(n, seed, snaplen, fmt="pcap", profile="mixed") -> Path:
-    tag = "" if profile == "bulk" else f"_{profile}"
+@dataclass(frozen=True)
+class Fixed:
+    """A fixed number of connections over a fixed span (gen_capture.py --connections,
+    --duration); none: both grow with the packets, the generator's default."""
+    connections: int = 0
+    span_s: int = 0
+
+    def args(self) -> list[str]:
+        return ["--connections", str(self.connections), "--duration", str(self.span_s)] if self.connections else []
+
+    def tag(self) -> str:
+        return f"_c{size_label(self.connections)}_d{self.span_s}" if self.connections else ""
+
+    def label(self) -> str:
+        return f", {size_label(self.connections)} connections" if self.connections else ""
+
+
+def cache_path(n, seed, snaplen, fmt="pcap", profile="mixed", fixed=Fixed()) -> Path:
+    tag = ("" if profile == "bulk" else f"_{profile}") + fixed.tag()
     suffix = "" if snaplen >= 262144 else f"_s{snaplen}"
     return CACHE / f"gen_{size_label(n)}_seed{seed}{tag}{suffix}.{fmt}"
 
 
-def generated(n, seed, snaplen, fmt="pcap", profile="mixed") -> Capture:
-    path = cache_path(n, seed, snaplen, fmt, profile)
+def generated(n, seed, snaplen, fmt="pcap", profile="mixed", fixed=Fixed()) -> Capture:
+    path = cache_path(n, seed, snaplen, fmt, profile, fixed)
     if not path.exists():
         CACHE.mkdir(exist_ok=True)
         print(f"generating {path.name} ...", flush=True)
@@ -212,10 +235,11 @@ def generated(n, seed, snaplen, fmt="pcap", profile="mixed") -> Capture:
         t0 = time.perf_counter()
         subprocess.run([sys.executable, str(GEN), "--packets", str(n), "--seed", str(seed),
                         "--profile", profile, "--snaplen", str(snaplen), "--format", fmt,
-                        "-o", str(tmp), "--quiet"], check=True)
+                        *fixed.args(), "-o", str(tmp), "--quiet"], check=True)
         tmp.rename(path)
         print(f"  {time.perf_counter() - t0:.1f} s, {path.stat().st_size / 1e6:,.0f} MB", flush=True)
-    return Capture(f"{size_label(n)} {profile}", path, n, profile)
+    group = profile + fixed.label()   # RSS growth is judged within a group
+    return Capture(f"{size_label(n)} {group}", path, n, group)
 
 
 def given(path: Path) -> Capture:
@@ -371,7 +395,9 @@ def write_markdown(path, info, rows, tiny, checks, args, notes):
              "(max over the runs), page cache warm. Captures come from `benchmarks/gen_capture.py` "
              "(see its docstring for the traffic model) unless named; a capture's label names its "
              "size and generator profile (mixed: API-style, ~384 bytes/packet, TLS/HTTP payloads; "
-             "bulk: big downloads, ~894 bytes/packet, zero payloads).", "",
+             "bulk: big downloads, ~894 bytes/packet, zero payloads) and, when it says so, a fixed "
+             "number of connections planned over the largest size's span (`--connections`; the "
+             "generator's default lets them grow with the packets).", "",
              "## Machine", ""]
     parts += [f"- {k}: {v}" for k, v in info]
     parts += ["", "## Timings", "", results_table(rows), "",
@@ -399,6 +425,9 @@ def main(argv=None):
     ap.add_argument("--snaplen", type=int, default=262144, help="for generated captures (e.g. 128)")
     ap.add_argument("--profile", default="mixed",
                     help="generator profile(s) for generated captures: mixed, bulk or mixed,bulk")
+    ap.add_argument("--connections", type=parse_count, default=0,
+                    help="generate every size with this many connections (e.g. 20k) over the "
+                         "largest size's span, instead of connections growing with packets")
     ap.add_argument("--capanalyze", help="command to run instead of `capanalyze` (e.g. 'python -m capanalyze')")
     ap.add_argument("--timeout", type=float, default=3600, help="per run, seconds")
     ap.add_argument("-o", "--output", type=Path, default=HERE / "results.md")
@@ -411,14 +440,17 @@ def main(argv=None):
         args.sizes, args.runs = "100k,1M", 1
     argv_text = sys.argv[1:] if argv is None else list(argv)
 
+    sizes = [parse_count(s) for s in args.sizes.split(",") if s]
+    # the generator's default span for the largest size (gen_capture.py: packets / 1000 s)
+    fixed = Fixed(args.connections, int(max(600, max(sizes) / 1000))) if args.connections else Fixed()
     cap = Capanalyze(args.capanalyze)
     notes = []
     if not cap.cmd:
         print(f"capanalyze: n/a - {cap.why}")
         notes.append(f"capanalyze could not be timed: {cap.why}")
     captures = ([given(p) for p in args.files] if args.files else
-                [generated(parse_count(s), args.seed, args.snaplen, profile=prof)
-                 for prof in profiles for s in args.sizes.split(",") if s])
+                [generated(n, args.seed, args.snaplen, profile=prof, fixed=fixed)
+                 for prof in profiles for n in sizes])
     tiny_cap = generated(TINY_PACKETS, args.seed, 262144, profile=profiles[0])
 
     tiny = first = None

@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from .jit import kernel
 
+from .events import resized
+from .jit import kernel
 from .schema import ACK, FIN, RST, SYN
 from .tcplayout import T_SRV_IV_SQ, T_SRV_IV_SUM, T_SRV_N
 
@@ -43,10 +44,9 @@ class FlowKeys:
         self.count = np.zeros(1, dtype=np.int64)
 
     def grow(self):
-        """Double the flow table and the hash table (kept at most half full)."""
-        bigger = np.zeros((2 * len(self.table), N_FLOW_FIELDS), dtype=np.int64)
-        bigger[: len(self.table)] = self.table
-        self.table = bigger
+        """Double the flow table (in place: not held twice) and the hash table (kept
+        at most half full)."""
+        self.table = resized(self.table, 2 * len(self.table))
         keys = np.zeros((2 * len(self.slot_keys), 2), dtype=np.int64)
         flow = np.full(2 * len(self.slot_flow), -1, dtype=np.int64)
         _rehash(self.slot_keys, self.slot_flow, keys, flow)
