@@ -336,7 +336,7 @@ def rss_verdicts(ours):
     counts by its packet count under the profile "")."""
     at = {(cap.profile, cap.packets): meas for cap, meas in ours if meas is not None and meas.ok}
     profiles = sorted({p for p, _ in at}) or [""]
-    named = len(profiles) > 1
+    named = len(profiles) > 1 or any("connections" in p for p in profiles)   # say a fixed count
     out = []
     for prof in profiles:
         tag = f" ({prof})" if named and prof else ""

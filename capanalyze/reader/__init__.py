@@ -5,7 +5,7 @@ Contract (other stages rely on exactly this):
     reader = open_capture(source)      # path, "-" for stdin, or a binary file object;
                                        # gzip detected by magic; raises CaptureError
     for chunk in reader.chunks():      # pandas DataFrames with PACKET_COLUMNS, file order,
-        ...                            # bounded size (default ~64 MiB of capture per chunk)
+        ...                            # bounded size (default 8 MiB of capture per chunk)
     reader.info                        # CaptureInfo, complete once chunks() is exhausted
 
     packets, info = read_capture(source)   # convenience: all chunks concatenated
