@@ -15,7 +15,8 @@ def load(source, *, idle_timeout: float | None = None, min_stall: float = 5.0,
 
     The options are the CLI's: `idle_timeout` (a known middlebox idle timeout, s),
     `min_stall` (shorter waits are not stalls, s), `gap` (idle-gap threshold, s).
-    The full packet table is kept (`cap.packets`): about 200 bytes per packet.
+    The full packet table is kept (`cap.packets`): 172 bytes per packet, and the
+    process peaks at ~0.35 GiB per million packets above its imports.
     `keep_packets=False` keeps only the packets with an event and the idle gaps the
     diagnosis reads (as the CLI does): the same stalls in far less memory.
     """
