@@ -4,7 +4,11 @@ The incomplete record at the end of one block is copied into the room in front o
 next block's data, so a record that straddles two blocks costs a few hundred bytes of
 copying, not the block. (A thread reading the next block ahead was measured: on two
 cores it slowed the whole analysis by 5-10 %, the reader and the TCP rules already keep
-both cores busy.)
+both cores busy. Walking a read-only mmap of the file instead of copying it was
+measured too, with and without MAP_POPULATE: the copy is ~0.4 s of the reader thread's
+~0.95 s on a 1.9 GB capture, but without it walk + decode took 0.85-1.0 s instead of
+~0.55 s, the decode reading its headers from memory rather than from the L3 cache the
+copy had just filled; the reader thread went from ~0.95 to 1.13-1.31 s.)
 """
 from __future__ import annotations
 
