@@ -336,10 +336,9 @@ def rss_verdicts(ours):
     counts by its packet count under the profile "")."""
     at = {(cap.profile, cap.packets): meas for cap, meas in ours if meas is not None and meas.ok}
     profiles = sorted({p for p, _ in at}) or [""]
-    named = len(profiles) > 1 or any("connections" in p for p in profiles)   # say a fixed count
     out = []
     for prof in profiles:
-        tag = f" ({prof})" if named and prof else ""
+        tag = f" ({prof})" if prof else ""
         m5, m20 = at.get((prof, 5 * 10**6)), at.get((prof, 20 * 10**6))
         if m5 is not None:
             gib = m5.peak_mib / 1024

@@ -66,7 +66,7 @@ def analyze(source, settings: Settings | None = None, progress=None) -> Analysis
     kept, notable = RowBuffer(), RowBuffer()
 
     for cols in _prefetch(reader.columns()):
-        assign_flows(_codes_only(reader.add_codes(cols)), keys)   # the reader thread is the busier one
+        assign_flows(reader.add_codes(cols), keys)   # here: the reader thread is the busier one
         P = events.packet_matrix(cols)
         cols.update(events.event_arrays(events.run(P, state, int(keys.count[0]))))
         # positions, not a mask: ~2 % of rows are notable, and a mask is walked per column
@@ -85,17 +85,6 @@ def analyze(source, settings: Settings | None = None, progress=None) -> Analysis
     notable_rows = packet_table(notable.arrays(), reader)
     release_freed_memory()
     return _derive(info, flows, state, notable_rows, packets, capture_end, settings)
-
-
-ADDRESS_WORDS = ("src_hi", "src_lo", "dst_hi", "dst_lo")
-
-
-def _codes_only(cols: dict) -> dict:
-    """Drop the 128-bit address words once interned: the tables need only the codes,
-    and kept rows are 32 bytes smaller (20M packets: 10 MB of notable rows)."""
-    for name in ADDRESS_WORDS:
-        del cols[name]
-    return cols
 
 
 def _rows_of(cols: dict, flows: frozenset | None) -> np.ndarray | None:

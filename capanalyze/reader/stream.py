@@ -91,8 +91,8 @@ class CaptureReader:
             yield self.to_frame(self.add_codes(cols))
 
     def columns(self):
-        """The same chunks as dicts of numpy arrays (TCP_FIELDS; add_codes() adds
-        src_code/dst_code): the fast path, with no pandas work per chunk."""
+        """The same chunks as dicts of numpy arrays (TCP_FIELDS; add_codes() turns the
+        address words into src_code/dst_code): the fast path, with no pandas work per chunk."""
         if self._started:
             raise RuntimeError("chunks() can be iterated only once per reader")
         self._started = True
@@ -163,10 +163,12 @@ class CaptureReader:
         return {name: getattr(rows, name)[:k] for name in TCP_FIELDS}
 
     def add_codes(self, col: dict) -> dict:
-        """src_code/dst_code: each address as a code into the reader's categories."""
+        """src_code/dst_code in place of the 128-bit address words: each address as a
+        code into the reader's categories. Rows kept later are 32 bytes smaller for it
+        (20M packets: 10 MB of notable rows)."""
         k = len(col["src_hi"])
-        codes = self.addresses.codes(np.concatenate([col["src_hi"], col["dst_hi"]]),
-                                     np.concatenate([col["src_lo"], col["dst_lo"]]))
+        codes = self.addresses.codes(np.concatenate([col.pop("src_hi"), col.pop("dst_hi")]),
+                                     np.concatenate([col.pop("src_lo"), col.pop("dst_lo")]))
         col["src_code"], col["dst_code"] = codes[:k], codes[k:]
         return col
 
