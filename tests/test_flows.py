@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from helpers import SAMPLES
 
-from capanalyze import events
+from capanalyze import events, flows, pipeline
 from capanalyze.craft import Conversation
 from capanalyze.pipeline import Settings, analyze
 
@@ -186,13 +186,14 @@ def test_flow_states_and_counts(analyze_capture):
 
 
 def test_connection_state_grown_from_one_connection_keeps_every_connection(monkeypatch):
-    """The per-connection state grows (in place) as connections appear, chunk after
-    chunk: starting with room for one connection gives the same analysis as starting
-    with room for all."""
+    """The per-connection state and the flow table grow (in place) as connections
+    appear, chunk after chunk: starting with room for one connection gives the same
+    analysis as starting with room for all."""
     path = SAMPLES / "lab" / "mixed.client.pcap"
     settings = Settings(chunk_bytes=4096)   # ~20 chunks: it grows while connections are open
     roomy = analyze(path, settings)
     monkeypatch.setattr(events.TcpState, "INITIAL_FLOWS", 1)
+    monkeypatch.setattr(pipeline, "FlowKeys", lambda: flows.FlowKeys(capacity=1))
     grown = analyze(path, settings)
     assert len(grown.flows) > 20
     for name in ("flows", "notable", "gaps", "backoffs", "rsts", "stalls"):
