@@ -207,3 +207,36 @@ def test_a_record_larger_than_the_block_room_is_read_whole(tmp_path, chunk_bytes
     assert table["seq"].tolist() == [1, 2, 3, 4, 5]
     whole, _ = read_capture(path)
     pd.testing.assert_frame_equal(table, whole)
+
+
+def _pcap_of_runs(path, runs):
+    """Classic pcap of small frames made with scapy: runs of (count, "tcp" or "udp")."""
+    from scapy.all import IP, TCP, UDP, Ether, raw
+
+    tcp = raw(Ether() / IP(src="10.0.0.1", dst="10.0.0.2") / TCP(sport=40000, dport=443))
+    udp = raw(Ether() / IP(src="10.0.0.1", dst="10.0.0.53") / UDP(sport=40000, dport=53))
+    out, i = [struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1)], 0
+    for count, kind in runs:
+        for _ in range(count):
+            data = tcp[:38] + struct.pack(">I", i) + tcp[42:] if kind == "tcp" else udp
+            out.append(struct.pack("<IIII", 1_700_000_000 + i // 1000, i % 1000, len(data), len(data)) + data)
+            i += 1
+    path.write_bytes(b"".join(out))
+    return path
+
+
+@pytest.mark.parametrize("chunk_bytes", [1 << 20, 8 << 20])
+def test_blocks_denser_in_tcp_than_the_ones_before_are_read_whole(tmp_path, chunk_bytes):
+    """The TCP rows of a block are allotted from the block before (or 32k for the first
+    one); a block with more, after a block of UDP or as the first of 40k small packets,
+    is decoded in several goes: every packet once, in order, as dpkt reads them."""
+    path = _pcap_of_runs(tmp_path / "dense.pcap",
+                         [(20_000, "udp"), (40_000, "tcp"), (20_000, "udp"), (30_000, "tcp")])
+    table, info = read_capture(path, chunk_bytes=chunk_bytes)
+    ref, records = reference_table(path)
+    assert info.records == records == 110_000
+    assert info.tcp_packets == len(table) == 70_000 and info.skipped == {"not TCP: UDP": 40_000}
+    assert table["frame"].tolist() == [r["frame"] for r in ref]
+    assert table["seq"].tolist() == [r["seq"] for r in ref] == list(range(20_000, 60_000)) \
+        + list(range(80_000, 110_000))
+

@@ -3,7 +3,10 @@
 Every read is bounds-checked against the record's captured length, so a snaplen cut
 or a lying header field yields an outcome code, never an out-of-bounds read. Fields of
 TCP packets go to compact output rows (only TCP packets become rows); every record gets
-an outcome code and an auxiliary number for the skipped-record accounting.
+an outcome code and an auxiliary number for the skipped-record accounting. decode_one
+is one record: the pcap walk calls it on each record as it finds it (its bytes are then
+in cache: walk + decode of a 1.9 GB capture 0.45-0.51 -> 0.27 s); pcapng blocks are
+walked first, then decoded by decode_records.
 
 Choices worth knowing:
 - First fragments of a fragmented TCP segment are decoded (the TCP header is there);
@@ -17,12 +20,14 @@ Choices worth knowing:
 """
 from __future__ import annotations
 
+from collections import namedtuple
+
 import numpy as np
 from ..jit import kernel
 
 from . import linktypes as lt
 from . import outcomes as oc
-from .pcapng import NOT_A_PACKET_BASE
+from .records import NOT_A_PACKET_BASE
 
 # Names of the per-TCP-packet output arrays, with dtypes, in kernel argument order.
 TCP_FIELDS: dict[str, str] = {
@@ -34,6 +39,14 @@ TCP_FIELDS: dict[str, str] = {
     "sack_blocks": "int8", "sack_left": "int64", "sack_right": "int64", "tsval": "int64",
     "tsecr": "int64", "truncated": "bool", "wire_len": "int32", "fragment": "bool",
 }
+
+TcpRows = namedtuple("TcpRows", list(TCP_FIELDS))
+
+
+def tcp_rows(n: int) -> TcpRows:
+    """Room for n decoded TCP rows."""
+    return TcpRows(*(np.empty(n, dtype) for dtype in TCP_FIELDS.values()))
+
 
 V4_MAPPED = np.uint64(0xFFFF) << np.uint64(32)
 
@@ -225,61 +238,58 @@ def decode_records(buf, off, cap, wire, ts_ns, iface, linktype, n, frame_base,
     Returns the number of TCP rows written."""
     k = 0
     for i in range(n):
-        p = off[i]
-        end = p + cap[i]
-        if linktype[i] < 0:
-            if iface[i] <= NOT_A_PACKET_BASE:
-                outcome[i] = oc.NOT_A_PACKET
-                aux[i] = NOT_A_PACKET_BASE - iface[i]
-            else:
-                outcome[i] = oc.UNDECLARED_INTERFACE
-                aux[i] = -1 - iface[i]
-            continue
-        if cap[i] == 0:
-            outcome[i] = oc.EMPTY_RECORD
-            aux[i] = 0
-            continue
-        q, version, code, extra = _link_header(buf, p, end, linktype[i])
-        if code != oc.TCP:
-            outcome[i] = code
-            aux[i] = extra
-            continue
-        ip_wire = wire[i] - (q - p)
-        (code, extra, t, seg, v, ttl, ip_id, shi, slo, dhi, dlo,
-         fragment) = _ip_header(buf, q, end, version, ip_wire)
-        if code == oc.TCP:
-            if t + 20 > end:
-                code = oc.TRUNC_TCP
-            else:
-                doff = np.int64(buf[t + 12] >> 4) * 4
-                if doff < 20 or doff > seg:
-                    code = oc.BAD_TCP_HLEN
-        outcome[i] = code
-        aux[i] = extra
-        if code != oc.TCP:
-            continue
-        out.frame[k] = frame_base + i + 1
-        out.ts_ns[k] = ts_ns[i]
-        out.interface[k] = iface[i]
-        out.ip_version[k] = v
-        out.src_hi[k] = shi
-        out.src_lo[k] = slo
-        out.dst_hi[k] = dhi
-        out.dst_lo[k] = dlo
-        out.sport[k] = be16(buf, t)
-        out.dport[k] = be16(buf, t + 2)
-        out.ttl[k] = ttl
-        out.ip_id[k] = ip_id
-        out.seq[k] = be32(buf, t + 4)
-        out.ack[k] = be32(buf, t + 8)
-        out.tcp_flags[k] = be16(buf, t + 12) & 0x1FF
-        out.window[k] = be16(buf, t + 14)
-        out.payload_len[k] = seg - doff
-        (out.mss[k], out.wscale[k], out.sack_perm[k], out.sack_blocks[k], out.sack_left[k],
-         out.sack_right[k], out.tsval[k], out.tsecr[k]) = _tcp_options(buf, t + 20,
-                                                                      min(t + doff, end))
-        out.truncated[k] = cap[i] < wire[i]
-        out.wire_len[k] = wire[i]
-        out.fragment[k] = fragment
-        k += 1
+        outcome[i], aux[i], written = decode_one(buf, off[i], cap[i], wire[i], ts_ns[i], iface[i],
+                                                 linktype[i], frame_base + i + 1, out, k)
+        k += written
     return k
+
+
+@kernel(inline="always")
+def decode_one(buf, p, cap, wire, ts_ns, iface, linktype, frame, out, k):
+    """One record at buf[p:p+cap] -> (outcome, aux, rows written): row k of `out` when TCP."""
+    end = p + cap
+    if linktype < 0:
+        if iface <= NOT_A_PACKET_BASE:
+            return oc.NOT_A_PACKET, NOT_A_PACKET_BASE - iface, 0
+        return oc.UNDECLARED_INTERFACE, -1 - iface, 0
+    if cap == 0:
+        return oc.EMPTY_RECORD, 0, 0
+    q, version, code, extra = _link_header(buf, p, end, linktype)
+    if code != oc.TCP:
+        return code, extra, 0
+    ip_wire = wire - (q - p)
+    (code, extra, t, seg, v, ttl, ip_id, shi, slo, dhi, dlo,
+     fragment) = _ip_header(buf, q, end, version, ip_wire)
+    if code == oc.TCP:
+        if t + 20 > end:
+            code = oc.TRUNC_TCP
+        else:
+            doff = np.int64(buf[t + 12] >> 4) * 4
+            if doff < 20 or doff > seg:
+                code = oc.BAD_TCP_HLEN
+    if code != oc.TCP:
+        return code, extra, 0
+    out.frame[k] = frame
+    out.ts_ns[k] = ts_ns
+    out.interface[k] = iface
+    out.ip_version[k] = v
+    out.src_hi[k] = shi
+    out.src_lo[k] = slo
+    out.dst_hi[k] = dhi
+    out.dst_lo[k] = dlo
+    out.sport[k] = be16(buf, t)
+    out.dport[k] = be16(buf, t + 2)
+    out.ttl[k] = ttl
+    out.ip_id[k] = ip_id
+    out.seq[k] = be32(buf, t + 4)
+    out.ack[k] = be32(buf, t + 8)
+    out.tcp_flags[k] = be16(buf, t + 12) & 0x1FF
+    out.window[k] = be16(buf, t + 14)
+    out.payload_len[k] = seg - doff
+    (out.mss[k], out.wscale[k], out.sack_perm[k], out.sack_blocks[k], out.sack_left[k],
+     out.sack_right[k], out.tsval[k], out.tsecr[k]) = _tcp_options(buf, t + 20,
+                                                                  min(t + doff, end))
+    out.truncated[k] = cap < wire
+    out.wire_len[k] = wire
+    out.fragment[k] = fragment
+    return oc.TCP, extra, 1

@@ -9,6 +9,7 @@ from ..jit import kernel
 
 from ..errors import CaptureError
 from .linktypes import LINKTYPE_MASK
+from .decode import decode_one, tcp_rows
 from .records import BAD_LENGTH, FULL, MAX_RECORD, NEED_MORE, PCAP_MAX_SNAPLEN, rd32
 
 # magic as read little-endian -> (big-endian file, nanosecond timestamps)
@@ -46,26 +47,32 @@ def parse_header(name: str, head: bytes) -> PcapHeader:
 
 
 @kernel
-def walk_pcap(buf, pos, end, big, nsec, max_caplen, off, cap, wire, ts_ns, n):
-    """Append records found in buf[pos:end] from index n; (pos, n, status, value)."""
+def walk_pcap(buf, pos, end, big, nsec, max_caplen, linktype, frame_base, ts_ns, outcome, aux,
+              rows):
+    """Walk the records in buf[pos:end] and decode each one as it is found, while its
+    bytes are in cache (the next header is read while this one decodes): TCP rows into
+    `rows`, every record's time and outcome. Stops when the arrays are full.
+
+    Returns (pos, records, TCP rows, status, value)."""
     frac_ns = 1 if nsec else 1000
-    limit = off.shape[0]
+    limit = ts_ns.shape[0]
+    row_limit = rows.frame.shape[0]
+    n = k = 0
     while True:
-        if n >= limit:
-            return pos, n, FULL, 0
+        if n >= limit or k >= row_limit:
+            return pos, n, k, FULL, 0
         if pos + 16 > end:
-            return pos, n, NEED_MORE, 16
+            return pos, n, k, NEED_MORE, 16
         caplen = rd32(buf, pos + 8, big)
         if caplen > max_caplen:
-            return pos, n, BAD_LENGTH, caplen
+            return pos, n, k, BAD_LENGTH, caplen
         if pos + 16 + caplen > end:
-            return pos, n, NEED_MORE, 16 + caplen
-        sec = rd32(buf, pos, big)
-        frac = rd32(buf, pos + 4, big)
-        off[n] = pos + 16
-        cap[n] = caplen
-        wire[n] = rd32(buf, pos + 12, big)
-        ts_ns[n] = sec * 1_000_000_000 + frac * frac_ns
+            return pos, n, k, NEED_MORE, 16 + caplen
+        ts = rd32(buf, pos, big) * 1_000_000_000 + rd32(buf, pos + 4, big) * frac_ns
+        ts_ns[n] = ts
+        outcome[n], aux[n], written = decode_one(buf, pos + 16, caplen, rd32(buf, pos + 12, big),
+                                                 ts, 0, linktype, frame_base + n + 1, rows, k)
+        k += written
         n += 1
         pos += 16 + caplen
 
@@ -77,16 +84,16 @@ class PcapWalker:
         self.header = header
         self.skip_header = True
 
-    def walk(self, buf: np.ndarray, pos: int, end: int, out, n: int):
+    def walk_decode(self, buf: np.ndarray, pos: int, end: int, out, frame_base: int,
+                    max_rows: int):
+        """Records of buf[pos:end] (times, outcomes into `out`) and up to max_rows TCP
+        rows; (pos, n, rows, k, status, value)."""
         if self.skip_header:
             pos += HEADER_LEN
             self.skip_header = False
         h = self.header
-        pos, n, status, value = walk_pcap(buf, pos, end, h.big_endian, h.nanosecond,
-                                          h.max_caplen, out.off, out.cap, out.wire,
-                                          out.ts_ns, n)
-        out.iface[:n] = 0
-        return int(pos), int(n), int(status), int(value)
-
-    def linktype_of(self, iface: np.ndarray) -> np.ndarray:
-        return np.full(iface.shape[0], self.header.linktype, np.int32)
+        rows = tcp_rows(max_rows)
+        pos, n, k, status, value = walk_pcap(buf, pos, end, h.big_endian, h.nanosecond,
+                                             h.max_caplen, h.linktype, frame_base, out.ts_ns,
+                                             out.outcome, out.aux, rows)
+        return int(pos), int(n), rows, int(k), int(status), int(value)

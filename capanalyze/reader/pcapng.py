@@ -15,14 +15,13 @@ from dataclasses import dataclass, field
 import numpy as np
 from ..jit import kernel
 
+from .decode import decode_records, tcp_rows
 from .linktypes import linktype_name
 from .records import (BAD_CAPLEN, BAD_LENGTH, BAD_TRAILER, FULL, MAX_RECORD, NEED_MORE,
-                      OTHER_BLOCK, rd16, rd32)
+                      NOT_A_PACKET_BASE, OTHER_BLOCK, rd16, rd32)
 
 SHB, IDB, PB, SPB, EPB = 0x0A0D0D0A, 1, 2, 3, 6
 CUSTOM, CUSTOM_NOCOPY, JOURNAL = 0x00000BAD, 0x40000BAD, 9
-# iface marker of a record that is a pcapng block but not a packet (see decode.py)
-NOT_A_PACKET_BASE = -(1 << 31) + 16
 BYTE_ORDER_MAGIC = 0x1A2B3C4D
 OPT_END, OPT_IF_NAME, OPT_IF_DESCRIPTION, OPT_IF_TSRESOL, OPT_IF_TSOFFSET = 0, 2, 3, 9, 14
 BAD_MAGIC = 6
@@ -168,7 +167,9 @@ class PcapngWalker:
         self._set_kernel_tables()
 
     # ---- the kernel loop ------------------------------------------------------------
-    def walk(self, buf: np.ndarray, pos: int, end: int, out, n: int):
+    def walk(self, buf: np.ndarray, pos: int, end: int, out):
+        """Packet records into `out` until it is full; (pos, n, status, value)."""
+        n = 0
         while True:
             t = self._tables
             pos, n, status, value = walk_pcapng(buf, pos, end, self.big, *t, self.prev_ts,
@@ -183,6 +184,19 @@ class PcapngWalker:
             if step[0] != "ok":
                 return pos, n, step[1], step[2]
             pos = step[1]
+
+    def walk_decode(self, buf: np.ndarray, pos: int, end: int, out, frame_base: int,
+                    max_rows: int):
+        """walk(), then decode the records found (times, outcomes into `out`) and their
+        TCP rows; (pos, n, rows, k, status, value). Rows for every record: a pcapng
+        block's records are walked first, so their number is known (max_rows unused)."""
+        pos, n, status, value = self.walk(buf, pos, end, out)
+        rows = tcp_rows(n)
+        iface = out.iface[:n]
+        k = int(decode_records(buf, out.off[:n], out.cap[:n], out.wire[:n], out.ts_ns[:n],
+                               iface, self.linktype_of(iface), n, frame_base,
+                               out.outcome[:n], out.aux[:n], rows)) if n else 0
+        return pos, n, rows, k, status, value
 
     def linktype_of(self, iface: np.ndarray) -> np.ndarray:
         table = np.array([i.linktype for i in self.interfaces] + [-1], np.int32)

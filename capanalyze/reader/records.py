@@ -16,6 +16,9 @@ OTHER_BLOCK = 3    # pcapng: a block the Python side handles (SHB, IDB, unknown)
 BAD_TRAILER = 4    # pcapng: trailing block length differs from the leading one
 BAD_CAPLEN = 5     # pcapng: packet's captured length overruns its block
 
+# iface marker of a record that is a pcapng block but not a packet (see decode.py)
+NOT_A_PACKET_BASE = -(1 << 31) + 16
+
 # No record can be larger than this, whatever its header says: lengths are untrusted.
 MAX_RECORD = 256 << 20
 # libpcap's own ceiling for a pcap record (and what tshark accepts) unless the file's
@@ -24,7 +27,9 @@ PCAP_MAX_SNAPLEN = 262144
 
 
 class RecordArrays:
-    """Preallocated walk outputs; `n` entries of each are valid after a walk."""
+    """Preallocated walk outputs; `n` entries of each are valid after a walk. The decode
+    adds each record's outcome and its detail (aux); pcap's walk decodes as it goes and
+    fills only ts_ns, outcome and aux."""
 
     def __init__(self, capacity: int):
         self.capacity = capacity
@@ -33,6 +38,8 @@ class RecordArrays:
         self.wire = np.empty(capacity, np.int64)
         self.ts_ns = np.empty(capacity, np.int64)
         self.iface = np.empty(capacity, np.int32)
+        self.outcome = np.empty(capacity, np.int8)
+        self.aux = np.empty(capacity, np.int64)
 
 
 @kernel(inline="always")
