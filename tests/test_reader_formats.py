@@ -190,10 +190,16 @@ def _pcap_with_a_giant_record(path, giant: int = 300_000):
         pkt = raw(Ether() / IP(src="10.0.0.1", dst="10.0.0.2") / TCP(sport=40000, dport=443, seq=i))
         return pkt + bytes(pad)
 
-    frames = [frame(1), frame(2), frame(3, giant - 54), frame(4), frame(5)]
-    out = [struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 512 << 10, 1)]
+    return _write_pcap(path, [frame(1), frame(2), frame(3, giant - 54), frame(4), frame(5)],
+                       snaplen=512 << 10)
+
+
+def _write_pcap(path, frames, snaplen: int = 65535):
+    """Classic little-endian Ethernet pcap of whole frames, one every millisecond."""
+    out = [struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, snaplen, 1)]
     for i, data in enumerate(frames):
-        out.append(struct.pack("<IIII", 1_700_000_000 + i, 0, len(data), len(data)) + data)
+        out.append(struct.pack("<IIII", 1_700_000_000 + i // 1000, (i % 1000) * 1000,
+                               len(data), len(data)) + data)
     path.write_bytes(b"".join(out))
     return path
 
@@ -215,14 +221,9 @@ def _pcap_of_runs(path, runs):
 
     tcp = raw(Ether() / IP(src="10.0.0.1", dst="10.0.0.2") / TCP(sport=40000, dport=443))
     udp = raw(Ether() / IP(src="10.0.0.1", dst="10.0.0.53") / UDP(sport=40000, dport=53))
-    out, i = [struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1)], 0
-    for count, kind in runs:
-        for _ in range(count):
-            data = tcp[:38] + struct.pack(">I", i) + tcp[42:] if kind == "tcp" else udp
-            out.append(struct.pack("<IIII", 1_700_000_000 + i // 1000, i % 1000, len(data), len(data)) + data)
-            i += 1
-    path.write_bytes(b"".join(out))
-    return path
+    kinds = [kind for count, kind in runs for _ in range(count)]
+    return _write_pcap(path, [tcp[:38] + struct.pack(">I", i) + tcp[42:] if kind == "tcp" else udp
+                              for i, kind in enumerate(kinds)])
 
 
 @pytest.mark.parametrize("chunk_bytes", [1 << 20, 8 << 20])

@@ -83,17 +83,22 @@ class PcapWalker:
     def __init__(self, header: PcapHeader):
         self.header = header
         self.skip_header = True
+        # TCP rows allotted per walk: about what the block before had (the reader cuts off
+        # the rest), as the packets an 8 MiB block holds range from ~5k to ~120k
+        self.rows_hint = 1 << 15
 
-    def walk_decode(self, buf: np.ndarray, pos: int, end: int, out, frame_base: int,
-                    max_rows: int):
-        """Records of buf[pos:end] (times, outcomes into `out`) and up to max_rows TCP
-        rows; (pos, n, rows, k, status, value)."""
+    def walk_decode(self, buf: np.ndarray, pos: int, end: int, out, frame_base: int):
+        """Records of buf[pos:end] (times, outcomes into `out`) and their TCP rows, until
+        either is full; (pos, n, rows, k, status, value)."""
         if self.skip_header:
             pos += HEADER_LEN
             self.skip_header = False
         h = self.header
+        max_rows = min(out.capacity, self.rows_hint)
         rows = tcp_rows(max_rows)
         pos, n, k, status, value = walk_pcap(buf, pos, end, h.big_endian, h.nanosecond,
                                              h.max_caplen, h.linktype, frame_base, out.ts_ns,
                                              out.outcome, out.aux, rows)
+        # the next block is much like this one; full rows mean it needs more
+        self.rows_hint = 2 * max_rows if k == max_rows else max(1024, k + k // 4)
         return int(pos), int(n), rows, int(k), int(status), int(value)

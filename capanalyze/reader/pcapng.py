@@ -185,11 +185,10 @@ class PcapngWalker:
                 return pos, n, step[1], step[2]
             pos = step[1]
 
-    def walk_decode(self, buf: np.ndarray, pos: int, end: int, out, frame_base: int,
-                    max_rows: int):
+    def walk_decode(self, buf: np.ndarray, pos: int, end: int, out, frame_base: int):
         """walk(), then decode the records found (times, outcomes into `out`) and their
-        TCP rows; (pos, n, rows, k, status, value). Rows for every record: a pcapng
-        block's records are walked first, so their number is known (max_rows unused)."""
+        TCP rows; (pos, n, rows, k, status, value). The records are walked first, so
+        the rows are allotted for exactly their number."""
         pos, n, status, value = self.walk(buf, pos, end, out)
         rows = tcp_rows(n)
         iface = out.iface[:n]

@@ -40,9 +40,6 @@ class CaptureReader:
         self._fill = self._src.readinto(memoryview(self._buf))
         self._buf_offset = 0                # file offset (uncompressed) of buf[0]
         self._started = False
-        # TCP rows allocated per block (pcap): about what the block before had, the unused
-        # part cut off, as the packets an 8 MiB block holds range from ~5k to ~120k
-        self._rows_hint = 1 << 15
         self._last_ts: int | None = None
         try:
             self._walker = self._detect_format()
@@ -120,11 +117,8 @@ class CaptureReader:
         """Walk and decode a block's complete records; returns where and why it stopped."""
         pos = block.start
         while True:
-            max_rows = min(out.capacity, self._rows_hint)
             pos, n, rows, k, status, value = self._walker.walk_decode(
-                block.buf, pos, block.end, out, self.info.records, max_rows)
-            # the next block is much like this one; full rows mean it needs more
-            self._rows_hint = 2 * max_rows if k == max_rows else max(1024, k + k // 4)
+                block.buf, pos, block.end, out, self.info.records)
             if n:
                 self._account(out.ts_ns[:n], out.outcome[:n], out.aux[:n], n, k)
             if k:
