@@ -148,41 +148,37 @@ def resized(a: np.ndarray, rows: int) -> np.ndarray:
     return a
 
 
-def packet_matrix(packets) -> np.ndarray:
-    """A chunk's columns as the row-major int64 matrix the TCP rules walk."""
-    names = ("frame", "ts_ns", "flow_id", "dir", "tcp_flags", "seq", "ack", "window",
-             "payload_len", "wscale", "ttl", "ip_id", "tsval")
-    cols = [np.asarray(packets[name]) for name in names]
-    P = np.empty((len(cols[0]), ts.N_P), dtype=np.int64)
-    ts.pack_packets(P, *cols)
-    return P
+PACKET_COLUMNS = ("frame", "ts_ns", "flow_id", "dir", "tcp_flags", "seq", "ack", "window",
+                  "payload_len", "wscale", "ttl", "ip_id", "tsval")
+EVENT_COLUMNS = {"events": np.uint32, "rel_seq": np.int64, "rel_ack": np.int64,
+                 "win": np.int64, "orig_frame": np.int64, "orig_ts_ns": np.int64}
 
 
 def annotate(packets: pd.DataFrame, state: TcpState, n_flows: int) -> pd.DataFrame:
     """Add event columns to a DataFrame chunk that already has flow_id/dir."""
-    add_event_columns(packets, event_arrays(run(packet_matrix(packets), state, n_flows)))
+    add_event_columns(packets, run(packets, state, n_flows))
     return packets
 
 
-def run(P: np.ndarray, state: TcpState, n_flows: int) -> np.ndarray:
-    """The TCP rules over one chunk's packet matrix -> output matrix."""
+def run(packets, state: TcpState, n_flows: int) -> dict[str, np.ndarray]:
+    """The TCP rules over one chunk's columns -> its event columns (EVENT_COLUMNS)."""
     state.ensure_flows(n_flows)
-    O = np.zeros((len(P), ts.N_O), dtype=np.int64)
-    O[:, ts.O_ORIG_FRAME] = -1
+    cols = [np.asarray(packets[name]) for name in PACKET_COLUMNS]
+    n = len(cols[0])
+    out = {name: np.empty(n, dtype) for name, dtype in EVENT_COLUMNS.items()}
+    scratch = np.empty(ts.N_P, np.int64), np.empty(ts.N_O, np.int64)
     pos = 0
-    while pos < len(P):   # the kernel stops early when a record buffer is full
+    while pos < n:   # the kernel stops early when a record buffer is full
         G, R = state.gaps.room(MIN_ROOM), state.rsts.room(MIN_ROOM)
-        pos, ng, nr = ts._annotate_kernel(P, O, state.D, state.T, G, R, pos, state.gap_ns)
+        pos, ng, nr = ts._annotate_kernel(*cols, *out.values(), *scratch, state.D, state.T,
+                                          G, R, pos, state.gap_ns)
         state.gaps.added(ng)
         state.rsts.added(nr)
-    return O
+    return out
 
 
-def event_arrays(O: np.ndarray) -> dict[str, np.ndarray]:
-    """The kernel's outputs as named columns (compact: no booleans yet)."""
-    return {"events": O[:, ts.O_EVENTS].astype(np.uint32), "rel_seq": O[:, ts.O_REL_SEQ],
-            "rel_ack": O[:, ts.O_REL_ACK], "win": O[:, ts.O_WIN],
-            "orig_frame": O[:, ts.O_ORIG_FRAME], "orig_ts_ns": O[:, ts.O_ORIG_TS]}
+def no_events() -> dict[str, np.ndarray]:
+    return {name: np.zeros(0, dtype) for name, dtype in EVENT_COLUMNS.items()}
 
 
 def add_event_columns(table: pd.DataFrame, arrays: dict[str, np.ndarray]):

@@ -67,8 +67,7 @@ def analyze(source, settings: Settings | None = None, progress=None) -> Analysis
 
     for cols in _prefetch(reader.columns()):
         assign_flows(reader.add_codes(cols), keys)   # here: the reader thread is the busier one
-        P = events.packet_matrix(cols)
-        cols.update(events.event_arrays(events.run(P, state, int(keys.count[0]))))
+        cols.update(events.run(cols, state, int(keys.count[0])))
         # positions, not a mask: ~2 % of rows are notable, and a mask is walked per column
         notable.append(cols, np.flatnonzero(events.notable_mask(cols["events"])))
         if settings.keep_packets:
@@ -217,7 +216,7 @@ def _empty_table(reader) -> pd.DataFrame:
     cols = {name: np.zeros(0, dtype) for name, dtype in TCP_FIELDS.items()}
     cols.update(src_code=np.zeros(0, np.int32), dst_code=np.zeros(0, np.int32),
                 flow_id=np.zeros(0, np.int64), dir=np.zeros(0, np.int8))
-    cols.update(events.event_arrays(np.zeros((0, events.ts.N_O), dtype=np.int64)))
+    cols.update(events.no_events())
     return packet_table(cols, reader)
 
 

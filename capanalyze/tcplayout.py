@@ -1,6 +1,6 @@
 """Layouts the TCP-state kernel shares with its callers: the event bits of the
-`events` column and the column indices of the int64 matrices it reads and writes
-(packets P, outputs O, per-direction state D, per-connection state T, idle-gap
+`events` column and the column indices of the int64 rows it reads and writes (one
+packet P and its outputs O, per-direction state D, per-connection state T, idle-gap
 records G, RST records R). Data, not rules: the rules are in tcpstate.py."""
 
 # ---- event bits (the `events` column; booleans are expanded from it) ----
@@ -31,11 +31,11 @@ EV_NOTABLE = (EV_SYN | EV_FIN | EV_RST | EV_KEEPALIVE | EV_KEEPALIVE_ACK | EV_RE
               | EV_ZERO_WINDOW | EV_ZWP | EV_ZWP_ACK | EV_DUP_CAPTURE | EV_ACKS_RETRANS
               | EV_WINDOW_UPDATE)   # gap ends live in the gap records, not as rows
 
-# ---- packet matrix columns (built by events.packet_matrix) ----
+# ---- one packet as the rules read it (a row loaded from the chunk's columns) ----
 P_FRAME, P_TS, P_FLOW, P_DIR, P_FLAGS, P_SEQ, P_ACK, P_WIN, P_LEN = range(9)
 P_WSCALE, P_TTL, P_IPID, P_TSVAL = 9, 10, 11, 12
 N_P = 13
-# ---- output matrix columns ----
+# ---- one packet's outputs (stored into the event columns) ----
 O_EVENTS, O_REL_SEQ, O_REL_ACK, O_WIN, O_ORIG_FRAME, O_ORIG_TS = range(6)
 N_O = 6
 
