@@ -123,34 +123,37 @@ def _open_flow(table, fid, ep_a, ep_b, side, flags, port_a, port_b, src, dst, sp
 @kernel
 def _assign_kernel(src, dst, sport, dport, flags, seq, slot_keys, slot_flow, table, count,
                    start, out_flow, out_dir):
-    """Fill out_flow/out_dir from `start`; return where it stopped (table full)."""
+    """Fill out_flow/out_dir from `start`; return where it stopped (table full). The
+    columns come as decoded (int32 codes, uint16 ports ...): each value is widened here,
+    not the chunk copied to int64 first (six copies: 0.04 s of the main thread per 5M)."""
     n = len(src)
     for i in range(start, n):
-        ep_s = (src[i] << 16) | sport[i]
-        ep_d = (dst[i] << 16) | dport[i]
+        sp, dp, fl, sq = np.int64(sport[i]), np.int64(dport[i]), np.int64(flags[i]), np.int64(seq[i])
+        s_code, d_code = np.int64(src[i]), np.int64(dst[i])
+        ep_s = (s_code << 16) | sp
+        ep_d = (d_code << 16) | dp
         side = 0 if ep_s <= ep_d else 1
         a, b = (ep_s, ep_d) if side == 0 else (ep_d, ep_s)
         slot = _slot(slot_keys, slot_flow, a, b)
         fid = slot_flow[slot]
-        if fid < 0 or _is_new_connection(table[fid], side, flags[i], seq[i]):
+        if fid < 0 or _is_new_connection(table[fid], side, fl, sq):
             if count[0] >= len(table):
                 return i
             fid = count[0]
             count[0] += 1
-            port_a = sport[i] if side == 0 else dport[i]
-            port_b = dport[i] if side == 0 else sport[i]
-            _open_flow(table, fid, a, b, side, flags[i], port_a, port_b,
-                       src[i], dst[i], sport[i], dport[i])
+            port_a = sp if side == 0 else dp
+            port_b = dp if side == 0 else sp
+            _open_flow(table, fid, a, b, side, fl, port_a, port_b, s_code, d_code, sp, dp)
             slot_keys[slot, 0], slot_keys[slot, 1] = a, b
             slot_flow[slot] = fid
         row = table[fid]
         if side == 0 and row[F_BASE_SET_A] == 0:
             row[F_BASE_SET_A] = 1
-            row[F_BASE_A] = seq[i]
+            row[F_BASE_A] = sq
         elif side == 1 and row[F_BASE_SET_B] == 0:
             row[F_BASE_SET_B] = 1
-            row[F_BASE_B] = seq[i]
-        if flags[i] & (FIN | RST):
+            row[F_BASE_B] = sq
+        if fl & (FIN | RST):
             row[F_CLOSED] = 1
         out_flow[i] = fid
         out_dir[i] = 0 if side == row[F_CLIENT_SIDE] else 1
@@ -159,17 +162,15 @@ def _assign_kernel(src, dst, sport, dport, flags, seq, slot_keys, slot_flow, tab
 
 def assign_flows(packets, keys: FlowKeys):
     """Add `flow_id` and `dir` to a packet-table chunk (DataFrame or dict of arrays)."""
-    cols = _int_columns(packets, ("sport", "dport", "tcp_flags", "seq"))
+    ports = [np.asarray(packets[name]) for name in ("sport", "dport", "tcp_flags", "seq")]
     src, dst = address_codes(packets, "src"), address_codes(packets, "dst")
-    n = len(cols["seq"])
+    n = len(src)
     flow = np.empty(n, dtype=np.int64)
     direction = np.empty(n, dtype=np.int8)
     pos = 0
     while pos < n:
-        pos = _assign_kernel(src, dst, cols["sport"], cols["dport"], cols["tcp_flags"],
-                             cols["seq"], keys.slot_keys, keys.slot_flow, keys.table,
-                             keys.count, pos,
-                             flow, direction)
+        pos = _assign_kernel(src, dst, *ports, keys.slot_keys, keys.slot_flow, keys.table,
+                             keys.count, pos, flow, direction)
         if pos < n:
             keys.grow()
     packets["flow_id"] = flow
@@ -177,15 +178,11 @@ def assign_flows(packets, keys: FlowKeys):
     return packets
 
 
-def _int_columns(packets, names):
-    return {name: np.asarray(packets[name]).astype(np.int64) for name in names}
-
-
 def address_codes(packets, name: str) -> np.ndarray:
-    """Interned address codes of a DataFrame chunk (categorical) or a column chunk."""
+    """Interned address codes (int32) of a column chunk or a DataFrame chunk (categorical)."""
     if f"{name}_code" in packets:
-        return np.asarray(packets[f"{name}_code"]).astype(np.int64)
-    return packets[name].cat.codes.to_numpy().astype(np.int64)
+        return np.asarray(packets[f"{name}_code"], dtype=np.int32)
+    return packets[name].cat.codes.to_numpy().astype(np.int32)
 
 
 def flows_table(keys: FlowKeys, state, addresses) -> pd.DataFrame:

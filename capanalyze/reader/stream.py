@@ -152,10 +152,8 @@ class CaptureReader:
         """src_code/dst_code in place of the 128-bit address words: each address as a
         code into the reader's categories. Rows kept later are 32 bytes smaller for it
         (20M packets: 10 MB of notable rows)."""
-        k = len(col["src_hi"])
-        codes = self.addresses.codes(np.concatenate([col.pop("src_hi"), col.pop("dst_hi")]),
-                                     np.concatenate([col.pop("src_lo"), col.pop("dst_lo")]))
-        col["src_code"], col["dst_code"] = codes[:k], codes[k:]
+        for side in ("src", "dst"):   # sources first: codes are given in that order
+            col[f"{side}_code"] = self.addresses.codes(col.pop(f"{side}_hi"), col.pop(f"{side}_lo"))
         return col
 
     def to_frame(self, col: dict, extra: tuple[str, ...] = ()) -> pd.DataFrame:
