@@ -94,25 +94,30 @@ def fit_chain(times: list[float], is_syn: bool, gave_up: bool) -> Fit:
 
 
 def _fit_linux(times, first_rto, gave_up):
-    best = None
-    for n in range(1, 31):
-        sched = linux_schedule(first_rto, n)
-        if gave_up and len(sched.retransmits) != len(times):
-            continue
-        if not gave_up and len(sched.retransmits) < len(times):
-            continue
-        err = _error(times, sched)
-        if best is None or err < best.max_error_s - 1e-9:
-            best = Fit("linux", n, not gave_up, sched.give_up, err)
-        if not gave_up:
-            break  # the smallest N that explains a cut-short chain
-    if best is None or best.max_error_s > _tolerance(times):
-        return Fit("unknown", None, not gave_up, None, best.max_error_s if best else 0.0)
+    n = _smallest_fitting_retries2(times, first_rto, gave_up)
+    if n is None:
+        return Fit("unknown", None, not gave_up, None, 0.0)
+    sched = linux_schedule(first_rto, n)
+    best = Fit("linux", n, not gave_up, sched.give_up, _error(times, sched))
+    if best.max_error_s > _tolerance(times):
+        return Fit("unknown", None, not gave_up, None, best.max_error_s)
     if not gave_up:
         default = linux_schedule(first_rto, LINUX_DEFAULT_RETRIES2)
         if len(default.retransmits) >= len(times):
             best.give_up_s = default.give_up   # what the default tcp_retries2 predicts
     return best
+
+
+def _smallest_fitting_retries2(times, first_rto, gave_up) -> int | None:
+    """The smallest tcp_retries2 whose schedule has as many retransmissions as seen
+    (exactly when the sender gave up, at least when the chain was cut short). A larger
+    one fits no better: every schedule from the same RTO shares the part seen."""
+    expiries = _backoff_times(first_rto)
+    for n in range(1, 31):
+        fired = bisect_left(expiries, linux_budget(n) - 1e-9)   # as in linux_schedule
+        if fired == len(times) or (not gave_up and fired > len(times)):
+            return n
+    return None
 
 
 def estimate_first_rto(times: list[float]) -> float:

@@ -89,7 +89,8 @@ def _ended_by(g, D):
     flags, length = g[:, ts.G_END_FLAGS], g[:, ts.G_END_LEN]
     end_dir = g[:, ts.G_END_DIR]
     row = np.clip(2 * g[:, ts.G_FLOW] + np.maximum(end_dir, 0), 0, max(len(D) - 1, 0))
-    acked = D[row, ts.D_HIGHACK] >= g[:, ts.G_END_SEQ_END] if len(D) else np.zeros(len(g), bool)
+    # one column first: picking (row, column) pairs from the 2-D state was 4x slower
+    acked = D[:, ts.D_HIGHACK][row] >= g[:, ts.G_END_SEQ_END] if len(D) else np.zeros(len(g), bool)
     code = np.zeros(len(g), dtype=np.int8)   # "ack"; later lines win
     for ending, where in (("data_acked", (length > 0) & acked),
                           ("data_unacked", (length > 0) & ~acked),

@@ -242,6 +242,22 @@ def test_blocks_denser_in_tcp_than_the_ones_before_are_read_whole(tmp_path, chun
         + list(range(80_000, 110_000))
 
 
+def test_after_a_block_decoded_in_several_goes_the_next_blocks_come_whole(tmp_path):
+    """The rows allotted to a block follow the whole block before, not its last go: a
+    capture that turns from UDP to TCP is cut into small chunks once (1024, 2048 ...
+    rows), not for the rest of the file (each chunk costs both threads a round of
+    calls; 5M mixed packets came out in 320 chunks instead of 230)."""
+    from capanalyze import jit
+
+    jit.compile_all()
+    path = _pcap_of_runs(tmp_path / "turns.pcap", [(20_000, "udp"), (150_000, "tcp")])
+    sizes = [len(c["frame"]) for c in open_capture(path, chunk_bytes=1 << 20).columns()]
+    assert sum(sizes) == 150_000
+    assert sizes[:3] == [1024, 2048, 4096]   # the block where TCP starts, in goes
+    whole_block = (1 << 20) // 70            # 70-byte records (16 header + 54 frame)
+    assert all(n >= whole_block for n in sizes[4:-1]) and len(sizes) == 14, sizes
+
+
 def test_info_on_a_large_capture_runs_the_compiled_reader(tmp_path):
     """`capanalyze info` chooses compiled kernels above 1 MiB as `diagnose` does: the
     interpreted ones read ~30k packets/s, minutes for a multi-GB capture."""

@@ -86,6 +86,7 @@ class PcapWalker:
         # TCP rows allotted per walk: about what the block before had (the reader cuts off
         # the rest), as the packets an 8 MiB block holds range from ~5k to ~120k
         self.rows_hint = 1 << 15
+        self._block_rows = 0   # decoded so far from the block being walked
 
     def walk_decode(self, buf: np.ndarray, pos: int, end: int, out, frame_base: int):
         """Records of buf[pos:end] (times, outcomes into `out`) and their TCP rows, until
@@ -99,6 +100,11 @@ class PcapWalker:
         pos, n, k, status, value = walk_pcap(buf, pos, end, h.big_endian, h.nanosecond,
                                              h.max_caplen, h.linktype, frame_base, out.ts_ns,
                                              out.outcome, out.aux, rows)
-        # the next block is much like this one; full rows mean it needs more
-        self.rows_hint = 2 * max_rows if k == max_rows else max(1024, k + k // 4)
+        self._block_rows += k
+        if k == max_rows:        # the rest of this block needs more
+            self.rows_hint = 2 * max_rows
+        elif status != FULL:     # the next block is much like this one, all of it: sized
+            # from its last walk alone, a block cut into several kept the next one cut too
+            self.rows_hint = max(1024, self._block_rows + self._block_rows // 4)
+            self._block_rows = 0
         return int(pos), int(n), rows, int(k), int(status), int(value)
