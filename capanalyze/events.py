@@ -36,7 +36,10 @@ class TcpState:
     def ensure_flows(self, n_flows: int):
         if n_flows <= len(self.T):
             return
-        cap = max(n_flows, len(self.T) * 3 // 2)
+        # small steps: resize() zero-fills what it adds, so all of it is resident, and
+        # realloc remaps rather than copies (20M packets, 90k connections: 35 MB less
+        # than growing by half)
+        cap = max(n_flows, len(self.T) * 9 // 8)
         self.T = resized(self.T, cap)
         self.D = resized(self.D, 2 * cap)
 
@@ -46,9 +49,17 @@ class TcpState:
         self.gaps.added(ts._close_open_gaps(self.T, G, self.D, n_flows, capture_end_ns,
                                             self.gap_ns))
 
+    def keep_for_tables(self) -> None:
+        """Once the flows table is built, the RST and gap tables read one number per
+        direction each: keep those and drop the rest of the per-connection state
+        (20M packets, 90k connections: ~100 MB of the peak)."""
+        self.last_ts = self.D[:, ts.D_LAST_TS].copy()
+        self.high_ack = self.D[:, ts.D_HIGHACK].copy()
+        self.D = self.T = None
+
     def release(self) -> None:
         """Drop the per-connection state and records once the tables are built."""
-        self.D = self.T = None
+        self.D = self.T = self.last_ts = self.high_ack = None
         for records in (self.gaps, self.rsts):
             if records is not None:
                 records.close()

@@ -44,11 +44,16 @@ class FlowKeys:
         self.count = np.zeros(1, dtype=np.int64)
 
     def grow(self):
-        """Double the flow table (in place: not held twice) and the hash table (kept
-        at most half full)."""
-        self.table = resized(self.table, 2 * len(self.table))
-        keys = np.zeros((2 * len(self.slot_keys), 2), dtype=np.int64)
-        flow = np.full(2 * len(self.slot_flow), -1, dtype=np.int64)
+        """An eighth more flow table (in place: not held twice, and little of it unused)
+        and a hash table big enough to stay at most half full (a power of two)."""
+        self.table = resized(self.table, len(self.table) + max(len(self.table) // 8, 64))
+        slots = len(self.slot_flow)
+        while slots < 2 * len(self.table):
+            slots *= 2
+        if slots == len(self.slot_flow):
+            return
+        keys = np.zeros((slots, 2), dtype=np.int64)
+        flow = np.full(slots, -1, dtype=np.int64)
         _rehash(self.slot_keys, self.slot_flow, keys, flow)
         self.slot_keys, self.slot_flow = keys, flow
 

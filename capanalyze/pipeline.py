@@ -80,6 +80,8 @@ def analyze(source, settings: Settings | None = None, progress=None) -> Analysis
     capture_end = info.last_ts if info.last_ts is not None else 0.0
     state.close(n_flows, info.last_ts_ns or 0)
     flows = flows_table(keys, state, reader.addresses.categories()).set_index("flow_id", drop=False)
+    del keys
+    state.keep_for_tables()
     packets = packet_table(kept.arrays(), reader) if settings.keep_packets else None
     notable_rows = packet_table(notable.arrays(), reader)
     release_freed_memory()
@@ -99,7 +101,7 @@ class RowBuffer:
     freed pieces were too small for the tables built next to reuse (20M packets:
     60-80 MB of peak RSS)."""
 
-    GROWTH = 1.25   # resize() zero-fills the part it adds, so the slack is resident
+    GROWTH = 1.125   # resize() zero-fills the part it adds, so the slack is resident
     INITIAL_ROWS = 1024
 
     def __init__(self):
@@ -166,7 +168,7 @@ def _prefetch(chunks, depth: int = 2):
 
 
 def _derive(info, flows, state, notable, packets, capture_end, settings) -> Analysis:
-    rsts = timeline.rst_table(state.rst_records(), state.D)
+    rsts = timeline.rst_table(state.rst_records(), state.last_ts)
     backoffs = timeline.backoff_chains(notable, capture_end)
     gaps, survived = _gaps(state, notable, rsts, backoffs, settings.keep_packets)
     state.release()   # the tables hold what the diagnosis needs: free the records first
@@ -186,15 +188,15 @@ def _gaps(state, notable, rsts, backoffs, every_gap: bool):
     the same stalls from a table 10-100x smaller, chosen one block of records at a time
     (the blocks wait on disk: see events.RecordBuffer)."""
     if every_gap:
-        gaps = timeline.gaps_table(state.gap_records(), state.D)
+        gaps = timeline.gaps_table(state.gap_records(), state.high_ack)
         return gaps, dg.survived_idles(gaps, rsts)
     lookups = dg.Lookups(notable, rsts, backoffs)
     read, survived = [], []
     for records in state.gaps.blocks():
-        facts = timeline.gaps_table(records, state.D, columns=dg.GAP_FACTS, ordered=False)
+        facts = timeline.gaps_table(records, state.high_ack, columns=dg.GAP_FACTS, ordered=False)
         read.append(records[dg.gaps_read(facts, lookups)])
         survived.append(dg.survivor_durations(facts, rsts))
-    gaps = timeline.gaps_table(np.concatenate(read), state.D)
+    gaps = timeline.gaps_table(np.concatenate(read), state.high_ack)
     return gaps, np.sort(np.concatenate(survived))
 
 

@@ -24,12 +24,13 @@ GIVE_UP_MARGIN_FRACTION = 0.002
 
 
 # ---------------------------------------------------------------- idle gaps
-def gaps_table(records: np.ndarray, state_D: np.ndarray,
+def gaps_table(records: np.ndarray, high_ack: np.ndarray,
                columns: tuple[str, ...] | None = None, ordered: bool = True) -> pd.DataFrame:
     """Every interval longer than the threshold with no packet but keepalives, ordered
-    by connection, then time (the diagnosis looks gaps up by connection). `columns`
-    builds only those; `ordered=False` keeps the records' own order."""
-    build = _gap_columns(records, state_D)
+    by connection, then time (the diagnosis looks gaps up by connection). `high_ack` is
+    the highest ACK each direction saw (TcpState.high_ack). `columns` builds only those;
+    `ordered=False` keeps the records' own order."""
+    build = _gap_columns(records, high_ack)
     order = np.lexsort((records[:, ts.G_START_TS], records[:, ts.G_FLOW])) if ordered else None
     cols = {}
     for name in columns or build:   # one column at a time: a 1M-gap table is not held twice
@@ -38,7 +39,7 @@ def gaps_table(records: np.ndarray, state_D: np.ndarray,
     return pd.DataFrame(cols, copy=False)
 
 
-def _gap_columns(g: np.ndarray, D: np.ndarray) -> dict:
+def _gap_columns(g: np.ndarray, high_ack: np.ndarray) -> dict:
     """Column name -> how to build it from the kernel's gap records."""
     def start_ts():
         return g[:, ts.G_START_TS] / 1e9
@@ -60,7 +61,7 @@ def _gap_columns(g: np.ndarray, D: np.ndarray) -> dict:
         "unacked_client_bytes": lambda: g[:, ts.G_UNACKED_C],
         "unacked_server_bytes": lambda: g[:, ts.G_UNACKED_S],
         "last_data_from": lambda: _side_or_none(g[:, ts.G_LAST_DATA_DIR]),
-        "ended_by": lambda: _ended_by(g, D),
+        "ended_by": lambda: _ended_by(g, high_ack),
         "end_from": lambda: _side_or_none(g[:, ts.G_END_DIR]),
         "fin_before": lambda: _side_bits(g[:, ts.G_CLOSED] & 3),
         "rst_before": lambda: (g[:, ts.G_CLOSED] >> 2) != 0,
@@ -83,14 +84,13 @@ def _keepalive_interval(g):
 GAP_ENDINGS = ["ack", "data_acked", "data_unacked", "syn", "fin", "rst", "capture_end"]
 
 
-def _ended_by(g, D):
+def _ended_by(g, high_ack):
     """What ended each gap, as a categorical: text columns of 100k+ gaps are slow to
     build as strings and take 8x the memory."""
     flags, length = g[:, ts.G_END_FLAGS], g[:, ts.G_END_LEN]
     end_dir = g[:, ts.G_END_DIR]
-    row = np.clip(2 * g[:, ts.G_FLOW] + np.maximum(end_dir, 0), 0, max(len(D) - 1, 0))
-    # one column first: picking (row, column) pairs from the 2-D state was 4x slower
-    acked = D[:, ts.D_HIGHACK][row] >= g[:, ts.G_END_SEQ_END] if len(D) else np.zeros(len(g), bool)
+    row = np.clip(2 * g[:, ts.G_FLOW] + np.maximum(end_dir, 0), 0, max(len(high_ack) - 1, 0))
+    acked = high_ack[row] >= g[:, ts.G_END_SEQ_END] if len(high_ack) else np.zeros(len(g), bool)
     code = np.zeros(len(g), dtype=np.int8)   # "ack"; later lines win
     for ending, where in (("data_acked", (length > 0) & acked),
                           ("data_unacked", (length > 0) & ~acked),
@@ -216,12 +216,13 @@ def _chain_end(rows: np.ndarray, c: _Columns, capture_end: float):
 
 
 # ---------------------------------------------------------------- RSTs
-def rst_table(records: np.ndarray, state_D: np.ndarray) -> pd.DataFrame:
-    """Every RST: who sent it, was it heeded, and does it look forged by a middlebox."""
+def rst_table(records: np.ndarray, last_ts: np.ndarray) -> pd.DataFrame:
+    """Every RST: who sent it, was it heeded, and does it look forged by a middlebox.
+    `last_ts`: each direction's last packet (TcpState.last_ts)."""
     r = records
     flow, direction = r[:, ts.R_FLOW], r[:, ts.R_DIR]
     rst_ts = r[:, ts.R_TS]
-    peer_last = state_D[2 * flow + 1 - direction, ts.D_LAST_TS] if len(r) else np.zeros(0)
+    peer_last = last_ts[2 * flow + 1 - direction] if len(r) else np.zeros(0)
     rsts = pd.DataFrame({
         "flow_id": flow, "frame": r[:, ts.R_FRAME], "ts": rst_ts / 1e9,
         "sender": SIDE[direction] if len(r) else [],
