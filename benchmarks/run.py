@@ -10,7 +10,8 @@
 
 Each command runs as its own process with stdout to /dev/null; wall time is measured
 around it and peak RSS is the ru_maxrss that os.wait4 reports for that very child (so
-runs never see each other's peaks). The median of --runs runs is reported.
+runs never see each other's peaks). The median of --runs runs is reported; the tools'
+runs on one capture are taken in turns (capanalyze, tcptrace, tshark, capanalyze ...).
 Generated captures are cached in benchmarks/.cache/ (gitignored) as
 gen_{size}_seed{seed}[_{profile}][_c{connections}_d{span}][_s{snaplen}].{fmt}; the bulk
 profile has no profile part (the names it had before profiles existed).
@@ -109,16 +110,27 @@ def run_once(cmd, timeout, cwd=None, env=None, ok_codes=(0,)):
 
 
 def measure(cmd, runs, timeout, **kw) -> Measure:
-    m = Measure()
+    return measure_interleaved({"": (cmd, kw)}, runs, timeout)[""]
+
+
+def measure_interleaved(plan: dict, runs: int, timeout) -> dict[str, Measure]:
+    """Each tool's runs taken in turns (run 1 of every tool, then run 2 ...), so a VM
+    that speeds up or slows down during the benchmark moves every tool alike and the
+    ratios compare runs from the same minutes. A tool that fails is not run again."""
+    measures = {tool: Measure() for tool in plan}
     for _ in range(runs):
-        try:
-            wall, rss = run_once(cmd, timeout, **kw)
-        except (RuntimeError, OSError) as exc:
-            m.error = str(exc)
-            break
-        m.wall.append(wall)
-        m.rss_kib.append(rss)
-    return m
+        for tool, (cmd, kw) in plan.items():
+            m = measures[tool]
+            if m.error:
+                continue
+            try:
+                wall, rss = run_once(cmd, timeout, **kw)
+            except (RuntimeError, OSError) as exc:
+                m.error = str(exc)
+                continue
+            m.wall.append(wall)
+            m.rss_kib.append(rss)
+    return measures
 
 
 def warm(path: Path):
@@ -463,18 +475,19 @@ def main(argv=None):
     rows = []
     for c in captures:
         warm(c.path)
-        res = {}
         plan = {
             "capanalyze": (cap.command(c.path), dict(env=cap.env, cwd=REPO, ok_codes=(0,))) if cap.cmd else None,
             "tcptrace": None if args.skip_tcptrace else (["tcptrace", "-l", "-n", str(c.path)], {}),
             "tshark": None if args.skip_tshark else (["tshark", "-q", "-z", "conv,tcp", "-r", str(c.path)], {}),
         }
-        for tool, spec in plan.items():
-            if spec is None:
-                res[tool] = None if tool != "capanalyze" else Measure(error="n/a")
+        res = {tool: None if tool != "capanalyze" else Measure(error="n/a")
+               for tool, spec in plan.items() if spec is None}
+        res.update(measure_interleaved({tool: spec for tool, spec in plan.items() if spec},
+                                       args.runs, args.timeout))
+        for tool in plan:
+            m = res[tool]
+            if plan[tool] is None:
                 continue
-            m = measure(spec[0], args.runs, args.timeout, **spec[1])
-            res[tool] = m
             if m.error:
                 notes.append(f"{tool} on {c.label}: {m.error}")
             print(f"{c.label:>10} {tool:<10} {fmt_time(m):>22} {fmt_rss(m):>10} "
