@@ -10,8 +10,9 @@
 
 Each command runs as its own process with stdout to /dev/null; wall time is measured
 around it and peak RSS is the ru_maxrss that os.wait4 reports for that very child (so
-runs never see each other's peaks). The median of --runs runs is reported; the tools'
-runs on one capture are taken in turns (capanalyze, tcptrace, tshark, capanalyze ...).
+runs never see each other's peaks). The median of --runs runs is reported; on each
+capture capanalyze's and tcptrace's runs are taken in turns, then tshark's, each run after
+a 1 s pause.
 Generated captures are cached in benchmarks/.cache/ (gitignored) as
 gen_{size}_seed{seed}[_{profile}][_c{connections}_d{span}][_s{snaplen}].{fmt}; the bulk
 profile has no profile part (the names it had before profiles existed).
@@ -113,16 +114,22 @@ def measure(cmd, runs, timeout, **kw) -> Measure:
     return measure_interleaved({"": (cmd, kw)}, runs, timeout)[""]
 
 
+SETTLE_S = 1.0   # pause before each run: the system reclaims what the run before freed
+
+
 def measure_interleaved(plan: dict, runs: int, timeout) -> dict[str, Measure]:
     """Each tool's runs taken in turns (run 1 of every tool, then run 2 ...), so a VM
     that speeds up or slows down during the benchmark moves every tool alike and the
-    ratios compare runs from the same minutes. A tool that fails is not run again."""
+    ratios compare runs from the same minutes. A tool that fails is not run again.
+    Each run starts after a pause: right after tshark freed 1-3.5 GiB, the next run on
+    this VM was 20-40 % slower (capanalyze on 1M mixed: 0.83-1.06 s against 0.69-0.77)."""
     measures = {tool: Measure() for tool in plan}
     for _ in range(runs):
         for tool, (cmd, kw) in plan.items():
             m = measures[tool]
             if m.error:
                 continue
+            time.sleep(SETTLE_S)
             try:
                 wall, rss = run_once(cmd, timeout, **kw)
             except (RuntimeError, OSError) as exc:
@@ -131,6 +138,14 @@ def measure_interleaved(plan: dict, runs: int, timeout) -> dict[str, Measure]:
             m.wall.append(wall)
             m.rss_kib.append(rss)
     return measures
+
+
+def byte_compile() -> None:
+    """Compile the package's modules to bytecode, as `pip install` does for an installed
+    package: with an editable install and PYTHONDONTWRITEBYTECODE set (this machine's
+    sandbox sets it) Python compiles every module from source on each run, 0.05 s."""
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(REPO / "capanalyze")],
+                   check=False, stdout=subprocess.DEVNULL)
 
 
 def warm(path: Path):
@@ -466,6 +481,7 @@ def main(argv=None):
 
     tiny = first = None
     if cap.cmd:
+        byte_compile()
         # an untimed first run fills numba's on-disk cache; what it cost is reported apart
         first = measure(cap.command(tiny_cap.path), 1, args.timeout, env=cap.env, cwd=REPO, ok_codes=(0,))
         print(f"first run (may compile): capanalyze {fmt_time(first)}")
@@ -482,8 +498,10 @@ def main(argv=None):
         }
         res = {tool: None if tool != "capanalyze" else Measure(error="n/a")
                for tool, spec in plan.items() if spec is None}
-        res.update(measure_interleaved({tool: spec for tool, spec in plan.items() if spec},
-                                       args.runs, args.timeout))
+        # tcptrace in turns with capanalyze; tshark (15-90 s a run) after both
+        for group in (("capanalyze", "tcptrace"), ("tshark",)):
+            res.update(measure_interleaved({tool: plan[tool] for tool in group if plan[tool]},
+                                           args.runs, args.timeout))
         for tool in plan:
             m = res[tool]
             if plan[tool] is None:
