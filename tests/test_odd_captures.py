@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import struct
 
+import pytest
 from scapy.layers.inet import IP, TCP
 from scapy.layers.inet6 import IPv6, IPv6ExtHdrHopByHop, Jumbo
 from scapy.layers.l2 import Ether
@@ -39,6 +40,23 @@ def test_merged_capture_with_out_of_order_timestamps_is_counted_and_analysed(tmp
     assert result.info.records == len(a.packets) + len(b.packets)
     assert len(result.flows) == 2 and set(result.flows["handshake"]) == {True}
     assert result.packets["frame"].tolist() == list(range(1, result.info.records + 1))
+
+
+@pytest.mark.parametrize("chunk_bytes", [64, 8 << 20])
+def test_a_step_back_in_time_between_two_blocks_is_counted(tmp_path, chunk_bytes):
+    """The reader counts a time earlier than the record before once, whether the two
+    records are walked together or apart (64-byte blocks: every record alone)."""
+    a = Conversation(client=CLIENT, server=SERVER, seed=1)
+    a.handshake(at=0.0)
+    b = Conversation(client=("192.0.2.11", 50001), server=SERVER, seed=2, t0=1_699_999_990.0)
+    b.handshake(at=0.0)
+    path = tmp_path / "merged.pcap"
+    wrpcap(str(path), a.packets + b.packets)
+    info = analyze(path, Settings(chunk_bytes=chunk_bytes)).info
+    times = [float(p.time) for p in a.packets + b.packets]
+    assert info.out_of_order_ts == 1
+    assert info.first_ts == pytest.approx(min(times), abs=1e-6)
+    assert info.last_ts == pytest.approx(max(times), abs=1e-6)
 
 
 def test_ipv6_jumbogram_takes_its_length_from_the_wire(tmp_path):

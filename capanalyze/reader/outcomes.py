@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..jit import kernel
+
 TCP = 0
 NOT_TCP = 1             # aux: IP protocol / IPv6 next header
 NOT_IP_ETHERTYPE = 2    # aux: ethertype (or SLL protocol)
@@ -71,6 +73,27 @@ def reason_text(code: int, aux: int) -> str:
     if code == UNDECLARED_INTERFACE:
         return f"packet for undeclared interface {aux}"
     return f"outcome {code}/{aux}"
+
+
+NO_TIME = -(1 << 63)   # walk_summary's `before` when no record came before
+
+
+@kernel
+def walk_summary(ts_ns, codes, before):
+    """One pass over a walk's records: (earliest time, latest time, times earlier than
+    the record before, starting from `before`, records that are not TCP packets). As
+    four numpy passes with their temporaries: 0.04-0.1 s of the reader thread per 5M."""
+    lo, hi, backwards, skipped = ts_ns[0], ts_ns[0], 0, 0
+    last = before
+    for i in range(len(ts_ns)):
+        t = ts_ns[i]
+        lo, hi = min(lo, t), max(hi, t)
+        if t < last:
+            backwards += 1
+        last = t
+        if codes[i] != TCP:
+            skipped += 1
+    return lo, hi, backwards, skipped
 
 
 def count_skipped(codes: np.ndarray, aux: np.ndarray) -> dict[str, int]:

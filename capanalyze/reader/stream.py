@@ -131,13 +131,12 @@ class CaptureReader:
         info = self.info
         info.records += n
         info.tcp_packets += k
-        info.add_skipped(outcomes.count_skipped(outcome, aux))
-        lo, hi = int(ts_ns.min()), int(ts_ns.max())
+        before = outcomes.NO_TIME if self._last_ts is None else self._last_ts
+        lo, hi, backwards, skipped = (int(v) for v in outcomes.walk_summary(ts_ns, outcome, before))
+        if skipped:
+            info.add_skipped(outcomes.count_skipped(outcome, aux))
         info.first_ts_ns = lo if info.first_ts_ns is None else min(info.first_ts_ns, lo)
         info.last_ts_ns = hi if info.last_ts_ns is None else max(info.last_ts_ns, hi)
-        backwards = int(np.count_nonzero(ts_ns[1:] < ts_ns[:-1]))
-        if self._last_ts is not None and ts_ns[0] < self._last_ts:
-            backwards += 1
         info.out_of_order_ts += backwards
         self._last_ts = int(ts_ns[-1])
 
