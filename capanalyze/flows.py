@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .events import resized
+from .events import grown, resized
 from .jit import kernel
 from .schema import ACK, FIN, RST, SYN
 from .tcplayout import T_SRV_IV_SQ, T_SRV_IV_SUM, T_SRV_N
@@ -44,9 +44,9 @@ class FlowKeys:
         self.count = np.zeros(1, dtype=np.int64)
 
     def grow(self):
-        """An eighth more flow table (in place: not held twice, and little of it unused)
-        and a hash table big enough to stay at most half full (a power of two)."""
-        self.table = resized(self.table, len(self.table) + max(len(self.table) // 8, 64))
+        """A larger flow table (events.grown, in place: not held twice) and a hash table
+        big enough to stay at most half full (a power of two)."""
+        self.table = resized(self.table, grown(len(self.table), 0))
         slots = len(self.slot_flow)
         while slots < 2 * len(self.table):
             slots *= 2

@@ -101,7 +101,6 @@ class RowBuffer:
     freed pieces were too small for the tables built next to reuse (20M packets:
     60-80 MB of peak RSS)."""
 
-    GROWTH = 1.125   # resize() zero-fills the part it adds, so the slack is resident
     INITIAL_ROWS = 1024
 
     def __init__(self):
@@ -116,7 +115,7 @@ class RowBuffer:
         size = len(self.columns["frame"])
         if end > size:
             for column in self.columns.values():
-                events.resized(column, max(end, int(size * self.GROWTH)))
+                events.resized(column, events.grown(size, end))
         for name, column in self.columns.items():
             into, values = column[self.rows:end], cols[name]
             if values.dtype != column.dtype:   # np.take would cast silently
