@@ -36,10 +36,10 @@ def default_capture() -> str:
     return str(path)
 
 
-def _settings(idle_timeout, min_stall, gap, keep_packets=False, keep_flows=None):
+def _settings(idle_timeout, min_stall, gap, keep_packets=False, keep_flows=None, slim=False):
     from .pipeline import Settings
     return Settings(gap_s=gap, idle_timeout=idle_timeout, min_stall=min_stall,
-                    keep_packets=keep_packets, keep_flows=keep_flows)
+                    keep_packets=keep_packets, keep_flows=keep_flows, slim_notable=slim)
 
 
 def _with_stalled_packets(captures, settings):
@@ -57,7 +57,8 @@ def _with_stalled_packets(captures, settings):
 
 
 def _analyze_all(captures, settings):
-    from .pipeline import analyze
+    from .pipeline import analyze, one_shot_process
+    one_shot_process()
     return [_analyze_one(path, settings, analyze) for path in captures]
 
 
@@ -76,22 +77,30 @@ def _stderr_console():
     return Console(stderr=True)
 
 
-def _write(text: str | bytes, output: Optional[Path]):
-    if output is None:
-        if isinstance(text, bytes):
-            sys.stdout.flush()
-            sys.stdout.buffer.write(text)
-        else:
-            sys.stdout.write(text)
-        return
+def _write(text, output: Optional[Path]):
+    """Write a text, bytes, or pieces of either in turn, to `output` or stdout."""
+    parts = [text] if isinstance(text, (str, bytes, memoryview)) else text
     try:
-        if isinstance(text, bytes):
-            output.write_bytes(text)
-        else:
-            output.write_text(text)
+        if output is None:
+            _write_parts(parts, sys.stdout)
+            return
+        with open(output, "w", encoding="utf-8") as out:
+            _write_parts(parts, out)
     except OSError as exc:
+        if output is None:
+            raise
         raise CaptureError(f"cannot write {output}: {exc.strerror}") from None
     print(f"capanalyze: wrote {output}", file=sys.stderr)
+
+
+def _write_parts(parts, out) -> None:
+    for part in parts:
+        if isinstance(part, str):
+            out.write(part)
+        else:   # bytes, or a memoryview of them
+            out.flush()
+            out.buffer.write(part)
+    out.flush()
 
 
 def _fail_on(value: Optional[str]) -> set[str]:
@@ -124,14 +133,14 @@ def diagnose(captures: Optional[List[str]] = CapturesArg,
     if not captures:
         captures = [default_capture()]
         print(f"capanalyze: no capture given; diagnosing the bundled demo {captures[0]}", file=sys.stderr)
-    from .report import build, render
+    from .report import build, pieces
     from .vantage import match_report
 
-    settings = _settings(idle_timeout, min_stall, gap)
+    settings = _settings(idle_timeout, min_stall, gap, slim=True)   # reports: no packet table
     analyses = (_with_stalled_packets(captures, settings) if format is ReportFormat.html
                 else _analyze_all(captures, settings))
     report = build(analyses, match_report(analyses))
-    _write(render(report, format.value, analyses), output)
+    _write(pieces(report, format.value, analyses), output)
     if wanted and any(s["class"] in wanted for s in report["stalls"]):
         raise typer.Exit(1)
 

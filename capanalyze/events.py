@@ -6,13 +6,12 @@ columns to a chunk and collects the idle-gap and RST records the kernel emits.
 """
 from __future__ import annotations
 
-import os
-import tempfile
-
 import numpy as np
 import pandas as pd
 
+from . import spill
 from . import tcpstate as ts
+from .spill import MappedTable, RecordBuffer
 
 RETRANS_KINDS = ["", "rto", "fast", "spurious", "tail_probe"]
 MIN_ROOM = 1024   # free gap/RST rows the kernel gets at least per call (it stops when
@@ -21,42 +20,70 @@ MIN_ROOM = 1024   # free gap/RST rows the kernel gets at least per call (it stop
 
 class TcpState:
     """Per-connection TCP state plus the gap/RST records found so far. With
-    `spill_gaps`, full blocks of gap records wait in a temporary file (see RecordBuffer)."""
+    `spill_gaps`, full blocks of gap records wait in a temporary file (see RecordBuffer).
+
+    D (per direction, row 2 * flow + dir) and T (per connection) are MappedTables: the
+    rows of connections first seen more than spill.HOT_CONNECTIONS ago are forgotten
+    as the loop goes (most have ended; a late packet maps its rows back in), and after
+    the loop they are read once, a block at a time, by `finish`."""
 
     INITIAL_FLOWS = 1024
 
     def __init__(self, gap_s: float = 1.0, spill_gaps: bool = False):
         self.gap_ns = int(round(gap_s * 1e9))
         capacity = self.INITIAL_FLOWS
-        self.D = np.zeros((2 * capacity, ts.N_D), dtype=np.int64)
-        self.T = np.zeros((capacity, ts.N_T), dtype=np.int64)
+        self._d = MappedTable(2 * capacity, ts.N_D)
+        self._t = MappedTable(capacity, ts.N_T)
         self.gaps = RecordBuffer(ts.N_G, spill=spill_gaps)
         self.rsts = RecordBuffer(ts.N_R)
 
+    @property
+    def D(self) -> np.ndarray:
+        return self._d.array
+
+    @property
+    def T(self) -> np.ndarray:
+        return self._t.array
+
     def ensure_flows(self, n_flows: int):
-        if n_flows <= len(self.T):
-            return
-        cap = grown(len(self.T), n_flows)
-        self.T = resized(self.T, cap)
-        self.D = resized(self.D, 2 * cap)
+        if n_flows > len(self.T):
+            self._t.resize(n_flows)
+            self._d.resize(2 * len(self.T))
 
-    def close(self, n_flows: int, capture_end_ns: int):
-        """Emit the gaps still open at the capture's end."""
-        G = self.gaps.room(max(n_flows, 1))
-        self.gaps.added(ts._close_open_gaps(self.T, G, self.D, n_flows, capture_end_ns,
-                                            self.gap_ns))
+    def forget_old(self, n_flows: int) -> None:
+        hot = spill.HOT_CONNECTIONS
+        self._t.forget_old(n_flows, hot)
+        self._d.forget_old(2 * n_flows, 2 * hot)
 
-    def keep_for_tables(self) -> None:
-        """Once the flows table is built, the RST and gap tables read one number per
-        direction each: keep those and drop the rest of the per-connection state
-        (20M packets, 90k connections: ~100 MB of the peak)."""
-        self.last_ts = self.D[:, ts.D_LAST_TS].copy()
-        self.high_ack = self.D[:, ts.D_HIGHACK].copy()
-        self.D = self.T = None
+    def finish(self, n_flows: int, capture_end_ns: int) -> FlowSummary:
+        """After the last chunk: emit the gaps still open at the capture's end, and keep
+        of the per-connection state only what the tables read (FlowSummary, `last_ts`
+        and `high_ack` per direction). A block of connections at a time, each forgotten
+        once read, so the state is never all in memory again; then it is closed."""
+        summary = FlowSummary(n_flows)
+        self.last_ts = np.empty(2 * n_flows, np.int64)
+        self.high_ack = np.empty(2 * n_flows, np.int64)
+        block = spill.HOT_CONNECTIONS
+        for lo in range(0, max(n_flows, 1), block):
+            hi = min(lo + block, n_flows)
+            G = self.gaps.room(max(hi - lo, 1))
+            self.gaps.added(ts._close_open_gaps(self.T, G, self.D, lo, hi, capture_end_ns,
+                                                self.gap_ns))
+            summary.take(self.T, self.D, lo, hi)
+            self.last_ts[2 * lo:2 * hi] = self.D[2 * lo:2 * hi, ts.D_LAST_TS]
+            self.high_ack[2 * lo:2 * hi] = self.D[2 * lo:2 * hi, ts.D_HIGHACK]
+            self._forget(lo, hi)
+        self._d.close()
+        self._t.close()
+        return summary
+
+    def _forget(self, lo: int, hi: int) -> None:
+        self._t.forget(lo, hi)
+        self._d.forget(2 * lo, 2 * hi)
 
     def release(self) -> None:
-        """Drop the per-connection state and records once the tables are built."""
-        self.D = self.T = self.last_ts = self.high_ack = None
+        """Drop the records once the tables are built."""
+        self.last_ts = self.high_ack = None
         for records in (self.gaps, self.rsts):
             if records is not None:
                 records.close()
@@ -69,99 +96,31 @@ class TcpState:
         return self.rsts.array()
 
 
-class RecordBuffer:
-    """Rows the kernel appends (idle gaps, RSTs), in blocks: none is copied to grow.
+class FlowSummary:
+    """The per-connection state the flows table reads: a few columns of T (per
+    connection) and of D (per direction, row 2 * flow + dir), for every connection."""
 
-    Idle gaps grow with the capture's time, not its connections (1.3M of them, 196 MB,
-    in 20M packets), and the CLI reads only a few: with `spill`, the full blocks past
-    MEMORY_BYTES are written to an unlinked temporary file ($TMPDIR) and read back one
-    at a time by `blocks()`. Below that they stay in memory: writing and reading them
-    back costs ~1.3 ms per MB (page cache). 32 MB, not more: with the connections held
-    fixed, RSS from 5M to 20M packets grows by what is held here and little else.
-    Without a usable temporary directory every block stays in memory."""
+    T_FIELDS = (ts.T_FIRST_FRAME, ts.T_LAST_FRAME, ts.T_FIRST_TS, ts.T_LAST_TS,
+                ts.T_HANDSHAKE, ts.T_FIN_FROM, ts.T_RST_FROM, ts.T_MAX_IDLE, ts.T_FIRST_RTT,
+                ts.T_SRV_N, ts.T_SRV_IV_SUM, ts.T_SRV_IV_SQ)
+    D_FIELDS = (ts.D_PKTS, ts.D_BYTES, ts.D_N_KA, ts.D_N_RETX, ts.D_N_ZW, ts.D_N_RST,
+                ts.D_N_DUPACK, ts.D_N_ZWP)
 
-    BLOCK_ROWS = 1 << 16
-    MEMORY_BYTES = 32 << 20
+    def __init__(self, n_flows: int):
+        self._t = np.zeros((n_flows, len(self.T_FIELDS)), np.int64)
+        self._d = np.zeros((2 * n_flows, len(self.D_FIELDS)), np.int64)
 
-    def __init__(self, width: int, spill: bool = False):
-        self.width = width
-        self._done: list = []          # full blocks: arrays, or (file offset, rows) when spilled
-        self._current = np.zeros((0, width), dtype=np.int64)
-        self._used = 0
-        self._file = None
-        self._spill = spill
-        self._held = 0   # bytes of full blocks kept in memory
+    def take(self, T: np.ndarray, D: np.ndarray, lo: int, hi: int) -> None:
+        self._t[lo:hi] = T[lo:hi][:, self.T_FIELDS]
+        self._d[2 * lo:2 * hi] = D[2 * lo:2 * hi][:, self.D_FIELDS]
 
-    def room(self, at_least: int) -> np.ndarray:
-        """Free rows for the kernel (at least `at_least`); tell added() how many it used."""
-        if len(self._current) - self._used < at_least:
-            self._retire_current()
-            self._current = np.zeros((max(self.BLOCK_ROWS, at_least), self.width), np.int64)
-            self._used = 0
-        return self._current[self._used:]
+    def t(self, field: int) -> np.ndarray:
+        """Column `field` of T (a tcplayout T_ index), one value per connection."""
+        return self._t[:, self.T_FIELDS.index(field)]
 
-    def added(self, rows: int) -> None:
-        self._used += rows
-
-    def blocks(self):
-        """The records in order, one block at a time."""
-        for block in self._done:
-            yield self._read(*block) if isinstance(block, tuple) else block
-        yield self._current[:self._used]
-
-    def array(self) -> np.ndarray:
-        blocks = list(self.blocks())
-        return blocks[0] if len(blocks) == 1 else np.concatenate(blocks)
-
-    def close(self) -> None:
-        if self._file is not None:
-            self._file.close()
-        self._done, self._current, self._file = [], self._current[:0], None
-
-    def _retire_current(self) -> None:
-        block = self._current[:self._used]
-        if not len(block):
-            return
-        # a view: the block's unused rows were never written, so they take no memory
-        if self._spill and self._held >= self.MEMORY_BYTES:
-            self._done.append(self._spilled(block))
-        else:
-            self._done.append(block)
-            self._held += block.nbytes
-
-    def _spilled(self, block: np.ndarray):
-        try:
-            if self._file is None:
-                # kept open across calls (closed by close()): no context manager
-                self._file = tempfile.TemporaryFile(prefix="capanalyze-gaps-")  # noqa: SIM115
-            offset = self._file.seek(0, os.SEEK_END)
-            self._file.write(memoryview(block).cast("B"))
-            return offset, len(block)
-        except OSError:   # no room or no temp dir: keep this block and the rest in memory
-            self._spill = False
-            return block
-
-    def _read(self, offset: int, rows: int) -> np.ndarray:
-        block = np.empty((rows, self.width), np.int64)
-        self._file.seek(offset)
-        self._file.readinto(memoryview(block).cast("B"))
-        return block
-
-
-def grown(rows: int, needed: int) -> int:
-    """The size a growing table is resized to: an eighth more (at least 64 rows), or what
-    is needed. resize() zero-fills what it adds, so all of it is resident, and realloc
-    remaps rather than copies, so small steps cost little (20M packets, 90k connections:
-    35 MB less than growing by half)."""
-    return max(needed, rows + max(rows // 8, 64))
-
-
-def resized(a: np.ndarray, rows: int) -> np.ndarray:
-    """`a` with `rows` rows, in place: realloc remaps a large block's pages instead of
-    copying them, so a growing table is never held twice (at 82k connections D alone
-    is 67 MB). Added rows are zero. Safe because no view of `a` is kept across a call."""
-    a.resize((rows, *a.shape[1:]), refcheck=False)
-    return a
+    def d(self, field: int, direction: int) -> np.ndarray:
+        """Column `field` of D (a D_ index) for one direction (0: client to server)."""
+        return self._d[direction::2, self.D_FIELDS.index(field)]
 
 
 PACKET_COLUMNS = ("frame", "ts_ns", "flow_id", "dir", "tcp_flags", "seq", "ack", "window",
@@ -190,6 +149,7 @@ def run(packets, state: TcpState, n_flows: int) -> dict[str, np.ndarray]:
                                           G, R, pos, state.gap_ns)
         state.gaps.added(ng)
         state.rsts.added(nr)
+    state.forget_old(n_flows)
     return out
 
 

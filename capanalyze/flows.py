@@ -18,9 +18,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .events import grown, resized
+from . import spill
 from .jit import kernel
 from .schema import ACK, FIN, RST, SYN
+from .spill import MappedTable
 from .tcplayout import T_SRV_IV_SQ, T_SRV_IV_SUM, T_SRV_N
 
 # Per-connection columns of FlowKeys.table (int64).
@@ -40,13 +41,20 @@ class FlowKeys:
     def __init__(self, capacity: int = 1024):
         self.slot_keys = np.zeros((2 * capacity, 2), dtype=np.int64)
         self.slot_flow = np.full(2 * capacity, -1, dtype=np.int64)
-        self.table = np.zeros((capacity, N_FLOW_FIELDS), dtype=np.int64)
+        self._table = MappedTable(capacity, N_FLOW_FIELDS)   # the old rows leave RAM
         self.count = np.zeros(1, dtype=np.int64)
 
+    @property
+    def table(self) -> np.ndarray:
+        return self._table.array
+
+    def forget_old(self) -> None:
+        self._table.forget_old(int(self.count[0]), spill.HOT_CONNECTIONS)
+
     def grow(self):
-        """A larger flow table (events.grown, in place: not held twice) and a hash table
-        big enough to stay at most half full (a power of two)."""
-        self.table = resized(self.table, grown(len(self.table), 0))
+        """A larger flow table and a hash table big enough to stay at most half full
+        (a power of two)."""
+        self._table.resize(len(self.table) + 1)
         slots = len(self.slot_flow)
         while slots < 2 * len(self.table):
             slots *= 2
@@ -178,6 +186,7 @@ def assign_flows(packets, keys: FlowKeys):
                              keys.count, pos, flow, direction)
         if pos < n:
             keys.grow()
+    keys.forget_old()
     packets["flow_id"] = flow
     packets["dir"] = direction
     return packets
@@ -190,13 +199,13 @@ def address_codes(packets, name: str) -> np.ndarray:
     return packets[name].cat.codes.to_numpy().astype(np.int32)
 
 
-def flows_table(keys: FlowKeys, state, addresses) -> pd.DataFrame:
-    """One row per connection: endpoints, roles, counts, how it ended, longest idle."""
+def flows_table(keys: FlowKeys, summary, addresses) -> pd.DataFrame:
+    """One row per connection: endpoints, roles, counts, how it ended, longest idle.
+    `summary`: the per-connection state the TCP rules left (events.FlowSummary)."""
     from . import tcpstate as ts
 
     n = int(keys.count[0])
-    K, T = keys.table[:n], state.T[:n]
-    D0, D1 = state.D[0: 2 * n: 2], state.D[1: 2 * n: 2]
+    K, t, d = keys.table[:n], summary.t, summary.d
     first_side = np.where((K[:, F_SRC_CODE] << 16 | K[:, F_SPORT]) == K[:, F_EP_A], 0, 1)
     first_is_client = first_side == K[:, F_CLIENT_SIDE]
     names = np.asarray(addresses, dtype=object)
@@ -211,34 +220,34 @@ def flows_table(keys: FlowKeys, state, addresses) -> pd.DataFrame:
         "client_ip": names[c_code] if n else [], "client_port": c_port,
         "server_ip": names[s_code] if n else [], "server_port": s_port,
         "role_inferred": K[:, F_ROLE_INFERRED].astype(bool),
-        "first_frame": T[:, ts.T_FIRST_FRAME], "last_frame": T[:, ts.T_LAST_FRAME],
-        "start_ts": T[:, ts.T_FIRST_TS] / 1e9, "end_ts": T[:, ts.T_LAST_TS] / 1e9,
-        "packets_c2s": D0[:, ts.D_PKTS], "packets_s2c": D1[:, ts.D_PKTS],
-        "bytes_c2s": D0[:, ts.D_BYTES], "bytes_s2c": D1[:, ts.D_BYTES],
-        "handshake": T[:, ts.T_HANDSHAKE] == (ts.HS_SYN | ts.HS_SYNACK | ts.HS_ACK),
-        "syn_seen": (T[:, ts.T_HANDSHAKE] & ts.HS_SYN) != 0,
-        "fin_from": _sides(T[:, ts.T_FIN_FROM]), "rst_from": _sides(T[:, ts.T_RST_FROM]),
-        "max_idle_s": T[:, ts.T_MAX_IDLE] / 1e9,
-        "first_rtt_s": T[:, ts.T_FIRST_RTT] / 1e9,
+        "first_frame": t(ts.T_FIRST_FRAME), "last_frame": t(ts.T_LAST_FRAME),
+        "start_ts": t(ts.T_FIRST_TS) / 1e9, "end_ts": t(ts.T_LAST_TS) / 1e9,
+        "packets_c2s": d(ts.D_PKTS, 0), "packets_s2c": d(ts.D_PKTS, 1),
+        "bytes_c2s": d(ts.D_BYTES, 0), "bytes_s2c": d(ts.D_BYTES, 1),
+        "handshake": t(ts.T_HANDSHAKE) == (ts.HS_SYN | ts.HS_SYNACK | ts.HS_ACK),
+        "syn_seen": (t(ts.T_HANDSHAKE) & ts.HS_SYN) != 0,
+        "fin_from": _sides(t(ts.T_FIN_FROM)), "rst_from": _sides(t(ts.T_RST_FROM)),
+        "max_idle_s": t(ts.T_MAX_IDLE) / 1e9,
+        "first_rtt_s": t(ts.T_FIRST_RTT) / 1e9,
     })
     for name, field in (("keepalives", ts.D_N_KA), ("retransmissions", ts.D_N_RETX),
                         ("zero_windows", ts.D_N_ZW), ("rsts", ts.D_N_RST),
                         ("dup_acks", ts.D_N_DUPACK), ("zero_window_probes", ts.D_N_ZWP)):
-        flows[name] = D0[:, field] + D1[:, field]
+        flows[name] = d(field, 0) + d(field, 1)
     flows["packets"] = flows["packets_c2s"] + flows["packets_s2c"]
     flows["bytes"] = flows["bytes_c2s"] + flows["bytes_s2c"]
     flows["duration_s"] = flows["end_ts"] - flows["start_ts"]
-    flows["state"] = _states(T[:, ts.T_FIN_FROM], T[:, ts.T_RST_FROM])
-    flows["server_data_interval_s"], flows["server_data_cv"] = _cadence(T)
+    flows["state"] = _states(t(ts.T_FIN_FROM), t(ts.T_RST_FROM))
+    flows["server_data_interval_s"], flows["server_data_cv"] = _cadence(t)
     return flows
 
 
-def _cadence(T):
+def _cadence(t):
     """Mean and coefficient of variation of the server's data intervals (NaN: < 3 sends)."""
-    n = T[:, T_SRV_N] - 1
+    n = t(T_SRV_N) - 1
     with np.errstate(divide="ignore", invalid="ignore"):
-        mean = np.where(n >= 2, T[:, T_SRV_IV_SUM] / np.maximum(n, 1), np.nan)
-        var = np.where(n >= 2, T[:, T_SRV_IV_SQ] / np.maximum(n, 1) - mean ** 2, np.nan)
+        mean = np.where(n >= 2, t(T_SRV_IV_SUM) / np.maximum(n, 1), np.nan)
+        var = np.where(n >= 2, t(T_SRV_IV_SQ) / np.maximum(n, 1) - mean ** 2, np.nan)
         cv = np.where(mean > 0, np.sqrt(np.maximum(var, 0)) / mean, np.nan)
     return mean / 1000.0, cv
 

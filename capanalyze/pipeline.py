@@ -6,7 +6,9 @@
 Per-connection state is carried between chunks, so the CLI keeps only the notable
 packets (events) and the idle gaps the diagnosis reads; `keep_packets=True` (Jupyter,
 charts) keeps the full packet table and every gap as well. Both paths run the same
-code and give the same flows, events and stalls.
+code and give the same flows, events and stalls. What grows with the capture (the
+state of old connections, gap records, notable packets) waits in temporary files
+while the loop runs (spill.py).
 """
 from __future__ import annotations
 
@@ -19,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from . import diagnose as dg
-from . import events, jit, timeline
+from . import events, jit, spill, timeline
 from .flows import FlowKeys, assign_flows, flows_table
 from .reader import CaptureInfo, open_capture
 
@@ -31,6 +33,7 @@ class Settings:
     min_stall: float = 5.0             # waits shorter than this are not stalls
     keep_packets: bool = False
     keep_flows: frozenset | None = None  # with keep_packets: only these connections' rows
+    slim_notable: bool = False         # notable packets: only the columns derived tables read
     chunk_bytes: int | None = None
 
     def options(self) -> dg.Options:
@@ -63,7 +66,7 @@ def analyze(source, settings: Settings | None = None, progress=None) -> Analysis
     jit.choose(reader.info.bytes_total)
     keys = FlowKeys()
     state = events.TcpState(settings.gap_s, spill_gaps=not settings.keep_packets)
-    kept, notable = RowBuffer(), RowBuffer()
+    kept, notable = spill.RowBuffer(), spill.RowBuffer(spill=not settings.keep_packets)
 
     for cols in _prefetch(reader.columns()):
         assign_flows(reader.add_codes(cols), keys)   # here: the reader thread is the busier one
@@ -74,16 +77,15 @@ def analyze(source, settings: Settings | None = None, progress=None) -> Analysis
             kept.append(cols, _rows_of(cols, settings.keep_flows))
         if progress:
             progress(reader.info.bytes_read, reader.info.bytes_total)
-    release_freed_memory()
+    release_freed_memory(after_loop=True)
     info = reader.info
     n_flows = int(keys.count[0])
     capture_end = info.last_ts if info.last_ts is not None else 0.0
-    state.close(n_flows, info.last_ts_ns or 0)
-    flows = flows_table(keys, state, reader.addresses.categories()).set_index("flow_id", drop=False)
-    del keys
-    state.keep_for_tables()
+    summary = state.finish(n_flows, info.last_ts_ns or 0)
+    flows = flows_table(keys, summary, reader.addresses.categories()).set_index("flow_id", drop=False)
+    del keys, summary
     packets = packet_table(kept.arrays(), reader) if settings.keep_packets else None
-    notable_rows = packet_table(notable.arrays(), reader)
+    notable_rows = packet_table(notable.arrays(DERIVED_READ if settings.slim_notable else None), reader)
     release_freed_memory()
     return _derive(info, flows, state, notable_rows, packets, capture_end, settings)
 
@@ -93,45 +95,6 @@ def _rows_of(cols: dict, flows: frozenset | None) -> np.ndarray | None:
     if flows is None:
         return None
     return np.flatnonzero(np.isin(cols["flow_id"], np.fromiter(flows, dtype=np.int64)))
-
-
-class RowBuffer:
-    """Chunk rows appended into one array per column, each grown in place
-    (events.resized). Joining the chunks at the end held every row twice, and their
-    freed pieces were too small for the tables built next to reuse (20M packets:
-    60-80 MB of peak RSS)."""
-
-    INITIAL_ROWS = 1024
-
-    def __init__(self):
-        self.columns: dict[str, np.ndarray] = {}
-        self.rows = 0
-
-    def append(self, cols: dict, rows: np.ndarray | None = None) -> None:
-        """All of a chunk's rows, or those at `rows` (positions)."""
-        end = self.rows + (len(cols["frame"]) if rows is None else len(rows))
-        if not self.columns:
-            self.columns = {name: np.empty(max(end, self.INITIAL_ROWS), c.dtype) for name, c in cols.items()}
-        size = len(self.columns["frame"])
-        if end > size:
-            for column in self.columns.values():
-                events.resized(column, events.grown(size, end))
-        for name, column in self.columns.items():
-            into, values = column[self.rows:end], cols[name]
-            if values.dtype != column.dtype:   # np.take would cast silently
-                raise TypeError(f"column {name}: {values.dtype}, earlier chunks {column.dtype}")
-            if rows is None:
-                into[:] = values
-            else:
-                np.take(values, rows, out=into)
-        self.rows = end
-
-    def arrays(self) -> dict[str, np.ndarray] | None:
-        """The columns cut to the rows appended (in place); the buffer is left empty."""
-        for column in self.columns.values():
-            events.resized(column, self.rows)
-        columns, self.columns, self.rows = self.columns, {}, 0
-        return columns or None
 
 
 def _prefetch(chunks, depth: int = 2):
@@ -185,19 +148,36 @@ def _gaps(state, notable, rsts, backoffs, every_gap: bool):
     """The idle-gap table and the survived idles. With the packet table kept (Jupyter,
     charts) every gap; on the CLI path only the gaps the diagnosis reads, which gives
     the same stalls from a table 10-100x smaller, chosen one block of records at a time
-    (the blocks wait on disk: see events.RecordBuffer)."""
+    (the blocks wait in a temporary file: see spill.RecordBuffer)."""
     if every_gap:
         gaps = timeline.gaps_table(state.gap_records(), state.high_ack)
         return gaps, dg.survived_idles(gaps, rsts)
     lookups = dg.Lookups(notable, rsts, backoffs)
-    read, survived = [], []
-    for records in state.gaps.blocks():
+    read, survived = [], np.empty(0)
+    for records in state.gaps.drain():
         facts = timeline.gaps_table(records, state.high_ack, columns=dg.GAP_FACTS, ordered=False)
         read.append(records[dg.gaps_read(facts, lookups)])
-        survived.append(dg.survivor_durations(facts, rsts))
+        survived = _appended(survived, dg.survivor_durations(facts, rsts))
     gaps = timeline.gaps_table(np.concatenate(read), state.high_ack)
-    return gaps, np.sort(np.concatenate(survived))
+    survived.sort()
+    return gaps, survived
 
+
+def _appended(a: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """`a` with `values` appended, in place (most gaps are survived think time: 1.2M
+    durations in 20M packets, which a list of pieces, joined then sorted, held 3 times)."""
+    n = len(a)
+    a = spill.resized(a, n + len(values))
+    a[n:] = values
+    return a
+
+
+# The decoded columns the derived tables, the diagnosis, the reports and the matching
+# of two vantages read of the notable packets: `diagnose` keeps only these and what
+# derives from them (timestamps, flag text, event booleans): ~100 of 175 bytes a row
+# (20M packets: 394k notable rows).
+DERIVED_READ = ("frame", "ts_ns", "tcp_flags", "seq", "flow_id", "dir", "events", "rel_seq",
+                "rel_ack", "win", "orig_frame", "orig_ts_ns")
 
 EVENT_FIELDS = ("events", "rel_seq", "rel_ack", "win", "orig_frame", "orig_ts_ns")
 
@@ -222,15 +202,34 @@ def _empty_table(reader) -> pd.DataFrame:
 
 
 try:   # glibc only; other allocators return freed memory their own way
-    _MALLOC_TRIM = ctypes.CDLL(None).malloc_trim
+    _LIBC = ctypes.CDLL(None)
+    _MALLOC_TRIM, _MALLOPT = _LIBC.malloc_trim, _LIBC.mallopt
 except (OSError, AttributeError, TypeError):
-    _MALLOC_TRIM = None
+    _MALLOC_TRIM = _MALLOPT = None
+_M_MMAP_THRESHOLD = -3
+_one_run = False
 
 
-def release_freed_memory() -> None:
+def one_shot_process() -> None:
+    """This process runs its analyses and exits (the command line): after a chunk loop,
+    arrays of 1 MB and more get mappings of their own (see release_freed_memory). Not
+    for a Jupyter session, whose allocator is left as it is."""
+    global _one_run
+    _one_run = True
+
+
+def release_freed_memory(after_loop: bool = False) -> None:
     """Hand the heap memory freed so far back to the system. glibc keeps it for reuse,
     but the chunk loop leaves it in thousands of small holes (each chunk's arrays) that
     the tables built next do not fit: RSS grew while the live data did not. Called
-    after each stage that frees much; a few ms each."""
+    after each stage that frees much; a few ms each.
+
+    The stages after the loop make and drop tables of 1-10 MB, which glibc places in
+    its heap once a large block was freed (its threshold adapts up to 32 MB), where they
+    leave holes too: 20M packets, +35 MB of RSS with the live data flat. With
+    `one_shot_process`, they are mapped on their own from then on, and their
+    memory goes back when they do (time measured unchanged)."""
+    if after_loop and _one_run and _MALLOPT is not None:
+        _MALLOPT(_M_MMAP_THRESHOLD, 1 << 20)
     if _MALLOC_TRIM is not None:
         _MALLOC_TRIM(0)

@@ -99,10 +99,11 @@ def _track_activity(t, p, ev, seq_end, G, ng, D, gap_ns):
 
 
 @kernel
-def _close_open_gaps(T, G, D, n_flows, capture_end, gap_ns):
-    """Gaps still open when the capture ended (the 'client hangs forever' case)."""
+def _close_open_gaps(T, G, D, first, last, capture_end, gap_ns):
+    """Gaps still open when the capture ended (the 'client hangs forever' case), for
+    connections first..last-1."""
     ng = 0
-    for flow in range(n_flows):
+    for flow in range(first, last):
         t = T[flow]
         if t[T_SEEN] and capture_end - t[T_ACT_TS] > gap_ns:
             _emit_gap(G, ng, D, t, flow, -1, capture_end, -1, 0, 0, 0, 0)

@@ -1,6 +1,7 @@
 """The CLI path keeps only the idle gaps the diagnosis reads (a large capture has
-100k+ gaps, almost all think time between requests). It must reach exactly the same
-verdicts as the path that keeps every gap, on every real capture we have."""
+100k+ gaps, almost all think time between requests), and of the notable packets only
+the columns it reads. It must reach exactly the same verdicts as the path that keeps
+every gap and column, on every real capture we have."""
 from __future__ import annotations
 
 import tempfile
@@ -20,12 +21,15 @@ OPTIONS = [{}, {"idle_timeout": 2.0, "min_stall": 1.0}]   # short waits: short g
 @pytest.mark.parametrize("path", CAPTURES, ids=[p.name for p in CAPTURES])
 def test_fewer_gaps_same_diagnosis(path, options):
     every = analyze(path, Settings(keep_packets=True, **options))
-    read = analyze(path, Settings(**options))
+    read = analyze(path, Settings(slim_notable=True, **options))   # as `diagnose` runs it
 
     pd.testing.assert_frame_equal(every.stalls, read.stalls)
     assert every.bracket == read.bracket
     for name in ("flows", "backoffs", "rsts", "zero_windows"):
         pd.testing.assert_frame_equal(getattr(every, name), getattr(read, name), obj=name)
+    # the notable packets keep only the columns the tables read, with the same values
+    assert len(read.notable.columns) < len(every.notable.columns)
+    pd.testing.assert_frame_equal(every.notable[read.notable.columns], read.notable)
     # the gaps kept are rows of the full table, whole and in the same order
     kept = every.gaps.merge(read.gaps, how="inner")
     pd.testing.assert_frame_equal(kept, read.gaps.reset_index(drop=True))

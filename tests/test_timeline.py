@@ -6,7 +6,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from capanalyze import pipeline
+from capanalyze import spill
 from capanalyze.craft import Conversation, linux_backoff, write_pcap
 from capanalyze.pipeline import Settings, analyze
 
@@ -287,7 +287,7 @@ def test_chunked_and_whole_file_analysis_agree(tmp_path, monkeypatch):
     mixed_capture(path)
     whole = analyze(path, Settings(keep_packets=True))
     # chunk by chunk the kept and notable rows are appended, their columns grown in place
-    monkeypatch.setattr(pipeline.RowBuffer, "INITIAL_ROWS", 1)
+    monkeypatch.setattr(spill.RowBuffer, "INITIAL_ROWS", 1)
     chunked = analyze(path, Settings(keep_packets=True, chunk_bytes=4096))
     streamed = analyze(path, Settings(chunk_bytes=4096))   # the CLI path: no packet table
 

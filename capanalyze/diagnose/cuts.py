@@ -43,20 +43,23 @@ def cuts(t: Tables, opts: Options) -> list[Stall]:
 
 
 def _cut_candidates(t: Tables, opts: Options) -> pd.DataFrame:
-    """First FIN/RST of each connection, sent by the server side into steady traffic."""
-    closes = t.notable[t.notable["fin"] | t.notable["rst"]]
-    first = closes.groupby("flow_id", sort=False).head(1)
-    flows = t.flows.loc[first["flow_id"].to_numpy()]
-    age = first["ts"].to_numpy() - flows["start_ts"].to_numpy()
-    streamed = flows["packets_s2c"].to_numpy()   # whichever side closed, the server streamed
-    keep = ((flows["max_idle_s"].to_numpy() <= STEADY_MAX_GAP_S) & (streamed >= 5)
-            & (age >= opts.min_stall))
-    tol = np.minimum(ROUND_AGE_TOL_S + 2 * flows["first_rtt_s"].to_numpy(), 0.1)
+    """First FIN/RST of each connection, sent by the server side into steady traffic.
+    Judged on columns: selecting the closing rows of the tables whole copied every
+    column of ~90k notable and flow rows (60 MB at 20M packets) to keep a handful."""
+    notable, flow = t.notable, t.flow_rows.column
+    closing = np.flatnonzero((notable["fin"] | notable["rst"]).to_numpy())
+    ids = notable["flow_id"].to_numpy()[closing]
+    first = closing[np.sort(np.unique(ids, return_index=True)[1])]
+    ids = notable["flow_id"].to_numpy()[first]
+    age = notable["ts"].to_numpy()[first] - flow("start_ts")[ids]
+    streamed = flow("packets_s2c")[ids]   # whichever side closed, the server streamed
+    rtt = flow("first_rtt_s")[ids]
+    keep = (flow("max_idle_s")[ids] <= STEADY_MAX_GAP_S) & (streamed >= 5) & (age >= opts.min_stall)
+    tol = np.minimum(ROUND_AGE_TOL_S + 2 * rtt, 0.1)
     round_age = (np.round(age) >= 5) & (np.abs(age - np.round(age)) <= tol)
     cuts = np.array(sorted({m.timeout_s for m in catalog.middleboxes() if m.kind == "closes"}))
-    near_catalog = (np.abs(age[:, None] - cuts[None, :])
-                    <= _catalog_tol(flows["first_rtt_s"].to_numpy())[:, None]).any(axis=1)
-    return first[keep & (round_age | near_catalog)]
+    near_catalog = (np.abs(age[:, None] - cuts[None, :]) <= _catalog_tol(rtt)[:, None]).any(axis=1)
+    return notable.iloc[first[keep & (round_age | near_catalog)]]
 
 
 def _catalog_tol(rtt):

@@ -156,14 +156,18 @@ class CaptureReader:
         return col
 
     def to_frame(self, col: dict, extra: tuple[str, ...] = ()) -> pd.DataFrame:
-        """A column chunk (or several concatenated) as a packet-table DataFrame."""
-        out = {name: col[name] for name in schema.PACKET_COLUMNS
-               if name not in ("src", "dst", "flags", "ts")}
-        out["src"] = self.addresses.categorical(col["src_code"])
-        out["dst"] = self.addresses.categorical(col["dst_code"])
-        out["flags"] = schema.flags_text_column(col["tcp_flags"])
-        out["ts"] = col["ts_ns"] / 1e9
-        table = pd.DataFrame({name: out[name] for name in schema.PACKET_COLUMNS}, copy=False)
+        """A column chunk (or several concatenated) as a packet-table DataFrame: the
+        packet-table columns `col` has, or can be derived from what it has."""
+        out = {name: col[name] for name in schema.PACKET_COLUMNS if name in col}
+        derived = {"src": ("src_code", self.addresses.categorical),
+                   "dst": ("dst_code", self.addresses.categorical),
+                   "flags": ("tcp_flags", schema.flags_text_column),
+                   "ts": ("ts_ns", lambda ns: ns / 1e9)}
+        for name, (source, derive) in derived.items():
+            if source in col:
+                out[name] = derive(col[source])
+        table = pd.DataFrame({name: out[name] for name in schema.PACKET_COLUMNS if name in out},
+                             copy=False)
         for name in extra:
             table[name] = col[name]
         return table

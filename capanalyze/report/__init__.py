@@ -2,9 +2,9 @@
 schema documented in the README); text, Markdown and HTML render that same dict."""
 from __future__ import annotations
 
-from .jsonout import build, to_json
+from .jsonout import build, json_pieces, to_json
 
-__all__ = ["build", "to_json", "render"]
+__all__ = ["build", "to_json", "render", "pieces"]
 
 
 def render(report: dict, fmt: str, analyses=None) -> str | bytes:
@@ -20,3 +20,10 @@ def render(report: dict, fmt: str, analyses=None) -> str | bytes:
         return render_html(report, analyses)
     from .text import render_text
     return render_text(report)
+
+
+def pieces(report: dict, fmt: str, analyses=None):
+    """The report as pieces to write in turn: a large JSON report is never held whole."""
+    if fmt == "json":
+        return json_pieces(report)
+    return [render(report, fmt, analyses)]

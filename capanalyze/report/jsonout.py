@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import math
+import uuid
+from collections.abc import Sequence
 
 import numpy as np
 import orjson
@@ -22,11 +24,11 @@ STALL_FIELDS = ("flow_id", "client", "server", "class", "factors", "confidence",
 
 def build(analyses: list, matches: list[dict] | None = None) -> dict:
     """The report for one capture, or several vantages of the same connections."""
-    report = {"tool": "capanalyze", "version": __version__, "captures": [], "flows": [],
+    report = {"tool": "capanalyze", "version": __version__, "captures": [], "flows": Rows(),
               "stalls": [], "eviction_threshold": None}
     for index, a in enumerate(analyses):
         report["captures"].append(_capture(a.info))
-        report["flows"] += _rows(a.flows, FLOW_FIELDS, index, len(analyses))
+        report["flows"].add(a.flows, FLOW_FIELDS, index, len(analyses))
         report["stalls"] += _rows(a.stalls, STALL_FIELDS, index, len(analyses))
         if a.bracket and report["eviction_threshold"] is None:
             report["eviction_threshold"] = {k: a.bracket[k] for k in ("low_s", "high_s", "matches", "consistent", "text")}
@@ -44,10 +46,54 @@ def _capture(info) -> dict:
     return out
 
 
+class Rows(Sequence):
+    """The report's connections: a list of dicts, made a slice at a time as they are
+    read. The JSON report of a 20M-packet capture (75k connections) held them all as
+    dicts, ~100 MB; written slice by slice (`json_pieces`) it holds 4096 at a time."""
+
+    SLICE = 4096
+
+    def __init__(self):
+        self._parts: list[tuple] = []   # (frame, fields, capture index, captures)
+
+    def add(self, frame, fields, index: int, n_captures: int) -> None:
+        self._parts.append((frame, fields, index, n_captures))
+
+    def slices(self):
+        """The rows in order, as lists of at most SLICE dicts."""
+        for frame, fields, index, n_captures in self._parts:
+            # a column at a time: slicing the frame would consolidate it (a copy of it all)
+            names = [f for f in fields if f in frame.columns]
+            columns = [frame[name] for name in names]
+            for start in range(0, len(frame), self.SLICE):
+                piece = [c.iloc[start:start + self.SLICE] for c in columns]
+                yield _plain_rows(names, piece, index, n_captures)
+
+    def __len__(self) -> int:
+        return sum(len(part[0]) for part in self._parts)
+
+    def __iter__(self):
+        for rows in self.slices():
+            yield from rows
+
+    def __getitem__(self, i):
+        return list(self)[i]
+
+    def __eq__(self, other) -> bool:
+        return list(self) == list(other)
+
+    def __repr__(self) -> str:
+        return repr(list(self))
+
+
 def _rows(frame, fields, index, n_captures) -> list[dict]:
-    """Rows as dicts of plain Python values, column by column (fast for 100k flows)."""
     names = [f for f in fields if f in frame.columns]
-    columns = [_plain_column(frame[name]) for name in names]
+    return _plain_rows(names, [frame[name] for name in names], index, n_captures)
+
+
+def _plain_rows(names, columns, index, n_captures) -> list[dict]:
+    """Rows as dicts of plain Python values, column by column (fast for 100k flows)."""
+    columns = [_plain_column(c) for c in columns]
     rows = [dict(zip(names, values)) for values in zip(*columns)]
     if n_captures > 1:
         for row in rows:
@@ -93,8 +139,44 @@ def clean(value):
 
 
 def to_json(report: dict, as_bytes: bool = False) -> str | bytes:
-    # Indented for people; a capture with thousands of connections is read by scripts.
-    # orjson: the stdlib encoder took 0.12 s for the 20k-connection report of a 5M capture.
-    option = orjson.OPT_SERIALIZE_NUMPY | (orjson.OPT_INDENT_2 if len(report["flows"]) <= 2000 else 0)
-    data = orjson.dumps(report, option=option)
+    data = b"".join(json_pieces(report))
     return data if as_bytes else data.decode()
+
+
+STREAMED = ("flows", "stalls")   # the long lists of a report: encoded a slice at a time
+INDENT_MAX_FLOWS = 2000          # larger reports are read by scripts: compact, streamed
+
+
+def json_pieces(report: dict):
+    """The JSON report as UTF-8 pieces to write in turn. Indented for people; a capture
+    with thousands of connections is read by scripts, and its connections and stalls
+    are encoded a slice at a time, so neither they nor the whole text are held at once
+    (20M packets: 36 MB of connections, 6.5 MB of stalls).
+    orjson: the stdlib encoder took 0.12 s for the 20k-connection report of a 5M capture."""
+    if len(report["flows"]) <= INDENT_MAX_FLOWS:
+        option = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_INDENT_2
+        yield orjson.dumps({**report, "flows": list(report["flows"])}, option=option)
+        return
+    tag = uuid.uuid4().hex
+    markers = {key: f'"{key}-{tag}"'.encode() for key in STREAMED}
+    skeleton = orjson.dumps({**report, **{key: m[1:-1].decode() for key, m in markers.items()}},
+                            option=orjson.OPT_SERIALIZE_NUMPY)
+    pos = 0
+    for key in sorted(STREAMED, key=lambda k: skeleton.index(markers[k])):
+        at = skeleton.index(markers[key])
+        yield skeleton[pos:at] + b"["
+        yield from _list_pieces(report[key])
+        yield b"]"
+        pos = at + len(markers[key])
+    yield skeleton[pos:]
+
+
+def _list_pieces(rows, size: int = 256):
+    """A list's items, comma-separated, encoded a slice at a time (without brackets)."""
+    slices = rows.slices() if isinstance(rows, Rows) else (rows[i:i + size] for i in range(0, len(rows), size))
+    separator = b""
+    for piece in slices:
+        if piece:
+            yield separator
+            yield memoryview(orjson.dumps(piece, option=orjson.OPT_SERIALIZE_NUMPY))[1:-1]
+            separator = b","
