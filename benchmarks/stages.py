@@ -21,7 +21,8 @@ MARKS: list[tuple[str, float]] = []
 WAIT = [0.0]
 # what runs between two timed stages, named
 BEFORE = {"numba start": "CLI: commands, arguments, opening the capture",
-          "flows table": "chunk loop (reader thread: read, walk, decode; main: connections, TCP rules)"}
+          "connection state read back, open gaps closed":
+              "chunk loop (reader thread: read, walk, decode; main: connections, TCP rules)"}
 
 
 def mark(name: str) -> None:
@@ -57,6 +58,7 @@ def instrument():
     mark("imports")
 
     timed(jit, "compile_all", "numba start")
+    timed(events.TcpState, "finish", "connection state read back, open gaps closed")
     timed(pipeline, "flows_table", "flows table")
     timed(pipeline, "packet_table", "notable table")
     for module, name, label in [(pipeline, "_gaps", "idle gaps (facts of all, table of those read)"),
