@@ -6,8 +6,9 @@ rules emit (RecordBuffer) and the notable packets (RowBuffer). The connection st
 lives in an unlinked temporary file ($TMPDIR), and on the CLI path (no packet table)
 the records and notable packets go to such files as they grow, so a longer capture
 does not make a much larger process (20M packets: ~15 % more than 5M, with 3.6x the
-connections). Without a usable temporary directory they stay in memory: the same
-results, more RAM. On a tmpfs $TMPDIR the files are memory too, but not the process's.
+connections). Without a usable temporary directory, or with no room left in it, they
+stay in memory: the same results, more RAM. On a tmpfs $TMPDIR the files are memory
+too, but not the process's.
 """
 from __future__ import annotations
 
@@ -252,7 +253,7 @@ class FileRegions:
 
     def map(self, nbytes: int) -> mmap.mmap:
         size = -(-max(nbytes, 1) // mmap.PAGESIZE) * mmap.PAGESIZE
-        os.ftruncate(self._file.fileno(), self._end + size)
+        _reserve(self._file, self._end, size)
         region = mmap.mmap(self._file.fileno(), size, offset=self._end)
         self._end += size
         return region
@@ -323,7 +324,7 @@ class MappedTable:
     def _mapped(self, rows: int) -> np.ndarray:
         nbytes = max(rows, 1) * self.width * 8
         try:
-            os.ftruncate(self._file.fileno(), nbytes)
+            _reserve(self._file, 0, nbytes)
             self._map = mmap.mmap(self._file.fileno(), nbytes)
         except OSError:   # no room left in $TMPDIR: in memory from now on
             array = np.zeros((rows, self.width), np.int64)
@@ -331,6 +332,13 @@ class MappedTable:
             self.close()
             return array
         return np.frombuffer(self._map, np.int64, rows * self.width).reshape(rows, self.width)
+
+
+def _reserve(file, offset: int, length: int) -> None:
+    """Give the file its disk blocks (or tmpfs pages) before they are mapped: with
+    $TMPDIR full this raises OSError here, where the caller keeps the table in memory
+    instead, and not SIGBUS later at the first write through the mapping."""
+    os.posix_fallocate(file.fileno(), offset, length)
 
 
 def _temporary_file(prefix: str):

@@ -3,13 +3,17 @@
 JSON report's long lists. Each must leave the answer exactly as it was."""
 from __future__ import annotations
 
+import errno
 import json
+import os
+import subprocess
+import sys
 import tempfile
 
 import orjson
 import pandas as pd
 import pytest
-from helpers import SAMPLES, shared_pcaps
+from helpers import ROOT, SAMPLES, shared_pcaps
 
 from capanalyze import spill
 from capanalyze.pipeline import Settings, analyze
@@ -122,3 +126,39 @@ def test_the_cli_writes_a_streamed_report_whole_to_stdout_and_to_a_file(tmp_path
     assert out.read_bytes() == to_stdout.stdout_bytes
     expected = build([analyze(path)])
     assert report["flows"] == list(expected["flows"])
+
+
+def test_with_no_room_in_the_temp_dir_the_tables_stay_in_memory(monkeypatch):
+    """Disk blocks are reserved before a file is mapped; when that fails (ENOSPC) the
+    table is an ordinary array, and the answer is the same."""
+    path = SAMPLES / "lab" / "mixed.client.pcap"
+    expected = analyze(path, Settings(chunk_bytes=4096))
+
+    def full(fd, offset, length):
+        raise OSError(errno.ENOSPC, "No space left on device")
+    monkeypatch.setattr(spill.os, "posix_fallocate", full)
+    monkeypatch.setattr(spill, "HOT_CONNECTIONS", 1)
+    assert spill.MappedTable(4, 3)._map is None
+    _same(expected, analyze(path, Settings(chunk_bytes=4096)))
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0, reason="mounting a tmpfs needs root")
+def test_a_full_temp_dir_does_not_kill_the_command(tmp_path):
+    """Through a mapping, a write to a file with no room left is a SIGBUS, not an
+    error: with $TMPDIR on a one-page tmpfs the command must still finish, with the
+    same report."""
+    tiny = tmp_path / "tiny"
+    tiny.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4k", "tmpfs", str(tiny)], check=False,
+                      capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        capture = str(SAMPLES / "lab" / "mixed.client.pcap")
+        command = [sys.executable, "-m", "capanalyze", "diagnose", capture, "-f", "json"]
+        roomy = subprocess.run(command, capture_output=True, cwd=ROOT, timeout=300, check=False)
+        full = subprocess.run(command, capture_output=True, cwd=ROOT, timeout=300, check=False,
+                              env={**os.environ, "TMPDIR": str(tiny)})
+    finally:
+        subprocess.run(["umount", str(tiny)], check=False)
+    assert full.returncode == 0, full.stderr.decode()
+    assert full.stdout == roomy.stdout
