@@ -337,6 +337,9 @@ def verdicts(rows, tiny: Measure):
     r_tt = [ratio(res.get("tcptrace"), res.get("capanalyze")) for _, res in rows]
     r_ts = [ratio(res.get("tshark"), res.get("capanalyze")) for _, res in rows]
     big = [(cap, r) for (cap, _), r in zip(rows, r_tt) if r is not None and cap.packets >= 10**6]
+    # the targets are for large captures; a quick run without one is judged on all
+    scope = ("captures >= 1M packets" if any(cap.packets >= 10**6 for cap, _ in rows)
+             else "all captures: none has 1M packets")
 
     def judge(values, ok):
         values = [v for v in values if v is not None]
@@ -345,10 +348,10 @@ def verdicts(rows, tiny: Measure):
         return ", ".join(fmt_ratio(v) for v in values), "PASS" if all(ok(v) for v in values) else "FAIL"
 
     m, s = judge([r for _, r in big] or [r for r in r_tt if r is not None], lambda v: v >= TARGETS["tcptrace_ratio"])
-    out.append((">= 2x faster than tcptrace (captures >= 1M packets)", m, s))
+    out.append((f">= 2x faster than tcptrace ({scope})", m, s))
     big_ts = [r for (cap, _), r in zip(rows, r_ts) if r is not None and cap.packets >= 10**6]
     m, s = judge(big_ts or [r for r in r_ts if r is not None], lambda v: v >= TARGETS["tshark_ratio"])
-    out.append((">= 25x faster than tshark (captures >= 1M packets)", m, s))
+    out.append((f">= 25x faster than tshark ({scope})", m, s))
     out += rss_verdicts(ours)
     if tiny is not None and tiny.ok:
         out.append((f"tiny capture ({TINY_PACKETS} packets) < 1.5 s", f"{tiny.median:.2f} s",
