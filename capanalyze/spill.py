@@ -24,10 +24,11 @@ HOT_CONNECTIONS = 4096
 
 
 def grown(rows: int, needed: int) -> int:
-    """The size a growing table is resized to: an eighth more (at least 64 rows), or what
-    is needed. resize() zero-fills what it adds, so all of it is resident, and realloc
-    remaps rather than copies, so small steps cost little (20M packets, 90k connections:
-    35 MB less than growing by half)."""
+    """The size a growing table in memory is resized to (RowBuffer, and MappedTable
+    without a temporary file): an eighth more (at least 64 rows), or what is needed.
+    resize() zero-fills what it adds, so all of it is resident, and realloc remaps
+    rather than copies, so small steps cost little (the TCP state of 90k connections
+    took 35 MB less than growing by half)."""
     return max(needed, rows + max(rows // 8, 64))
 
 

@@ -9,18 +9,19 @@ reader alone took 0.39-0.44 s instead of 0.61 on 5M mixed, 0.71-0.75 instead of 
 5M bulk, but the whole run was 0.25-0.3 s slower on both, three threads on two cores.
 Nor does it pay for the analysing thread to read the next blocks while it waits for
 chunks (bulk: it waits 0.6 s of a 1.24 s loop): it read 150-220 of 533 blocks, and the
-analysis took 1.92-2.07 s instead of 1.72-1.80, the walk then reading blocks copied on the
-other core instead of the one it had just copied itself. Walking a read-only mmap of the
-file instead of copying it was measured too, with and without MAP_POPULATE: the copy is ~0.4 s of the reader thread's
-~0.95 s on a 1.9 GB capture, but without it walk + decode took 0.85-1.0 s instead of
-~0.55 s, the decode reading its headers from memory rather than from the L3 cache the
-copy had just filled; the reader thread went from ~0.95 to 1.13-1.31 s. Reading, walking
-and decoding 0.5-1 MiB pieces while they sit in L2, handed over as 8 MiB chunks, was
-measured as well: the walk went from 0.20 to 0.05-0.08 s, but the decode stayed at
-0.31 s, bound by writing its ~600 MB of rows rather than by reading headers (into a
-buffer that stays in cache it took 0.18 s, and copying the rows out 0.17-0.22 s), and in the
-two-thread run the loop was 0.1-0.2 s slower: eight times the reader's GIL hand-offs.
-What did pay: the pcap walk decoding each record as it finds it, walk + decode 0.27 s.)
+analysis took 1.92-2.07 s instead of 1.72-1.80, the walk then reading blocks copied on
+the other core instead of the one it had just copied itself. Walking a read-only mmap of
+the file instead of copying it was measured too, with and without MAP_POPULATE: the copy
+is ~0.4 s of the reader thread's ~0.95 s on a 1.9 GB capture, but without it walk +
+decode took 0.85-1.0 s instead of ~0.55 s, the decode reading its headers from memory
+rather than from the L3 cache the copy had just filled; the reader thread went from
+~0.95 to 1.13-1.31 s. Reading, walking and decoding 0.5-1 MiB pieces while they sit in
+L2, handed over as 8 MiB chunks, was measured as well: the walk went from 0.20 to
+0.05-0.08 s, but the decode stayed at 0.31 s, bound by writing its ~600 MB of rows
+rather than by reading headers (into a buffer that stays in cache it took 0.18 s, and
+copying the rows out 0.17-0.22 s), and in the two-thread run the loop was 0.1-0.2 s
+slower: eight times the reader's GIL hand-offs. What did pay: the pcap walk decoding
+each record as it finds it, walk + decode 0.27 s.)
 """
 from __future__ import annotations
 

@@ -162,8 +162,7 @@ def json_pieces(report: dict):
     skeleton = orjson.dumps({**report, **{key: m[1:-1].decode() for key, m in markers.items()}},
                             option=orjson.OPT_SERIALIZE_NUMPY)
     pos = 0
-    for key in sorted(STREAMED, key=lambda k: skeleton.index(markers[k])):
-        at = skeleton.index(markers[key])
+    for at, key in sorted((skeleton.index(marker), key) for key, marker in markers.items()):
         yield skeleton[pos:at] + b"["
         yield from _list_pieces(report[key])
         yield b"]"
