@@ -11,6 +11,7 @@ import json
 import os
 import sys
 from enum import Enum
+from pathlib import Path
 
 import typer
 
@@ -64,9 +65,38 @@ def info(capture: str = typer.Argument(..., help="pcap/pcapng file (may be gzipp
     for _columns in reader.columns():     # the record accounting; no table is needed
         pass
     if format is OutputFormat.json:
-        print(json.dumps(reader.info.as_dict(), indent=2))
+        write_output(json.dumps(reader.info.as_dict(), indent=2) + "\n")
     else:
-        print(render_info(reader.info))
+        write_output(render_info(reader.info) + "\n")
+
+
+def write_output(text, output: Path | None = None) -> None:
+    """Write a text, bytes, or pieces of either in turn, to `output` or stdout."""
+    parts = [text] if isinstance(text, (str, bytes, memoryview)) else text
+    if output is None:
+        try:
+            _write_parts(parts, sys.stdout)
+        except BrokenPipeError:   # the reader has gone (`| head`): the rest is not wanted
+            pass
+        except OSError as exc:    # e.g. redirected to a full disk
+            raise CaptureError(f"cannot write to standard output: {exc.strerror}") from None
+        return
+    try:
+        with open(output, "w", encoding="utf-8") as out:
+            _write_parts(parts, out)
+    except OSError as exc:
+        raise CaptureError(f"cannot write {output}: {exc.strerror}") from None
+    print(f"capanalyze: wrote {output}", file=sys.stderr)
+
+
+def _write_parts(parts, out) -> None:
+    for part in parts:
+        if isinstance(part, str):
+            out.write(part)
+        else:   # bytes, or a memoryview of them
+            out.flush()
+            out.buffer.write(part)
+    out.flush()
 
 
 def render_info(info) -> str:

@@ -9,7 +9,7 @@ from typing import List, Optional
 
 import typer
 
-from .cli import app, user_errors
+from .cli import app, user_errors, write_output
 from .errors import CaptureError
 
 DEFAULT_CAPTURE = "data/demo.pcap"
@@ -77,32 +77,6 @@ def _stderr_console():
     return Console(stderr=True)
 
 
-def _write(text, output: Optional[Path]):
-    """Write a text, bytes, or pieces of either in turn, to `output` or stdout."""
-    parts = [text] if isinstance(text, (str, bytes, memoryview)) else text
-    try:
-        if output is None:
-            _write_parts(parts, sys.stdout)
-            return
-        with open(output, "w", encoding="utf-8") as out:
-            _write_parts(parts, out)
-    except OSError as exc:
-        if output is None:
-            raise
-        raise CaptureError(f"cannot write {output}: {exc.strerror}") from None
-    print(f"capanalyze: wrote {output}", file=sys.stderr)
-
-
-def _write_parts(parts, out) -> None:
-    for part in parts:
-        if isinstance(part, str):
-            out.write(part)
-        else:   # bytes, or a memoryview of them
-            out.flush()
-            out.buffer.write(part)
-    out.flush()
-
-
 def _fail_on(value: Optional[str]) -> set[str]:
     wanted = {c.strip() for c in (value or "").split(",") if c.strip()}
     unknown = wanted - set(CLASSES) - {"any"}
@@ -140,7 +114,7 @@ def diagnose(captures: Optional[List[str]] = CapturesArg,
     analyses = (_with_stalled_packets(captures, settings) if format is ReportFormat.html
                 else _analyze_all(captures, settings))
     report = build(analyses, match_report(analyses))
-    _write(pieces(report, format.value, analyses), output)
+    write_output(pieces(report, format.value, analyses), output)
     if wanted and any(s["class"] in wanted for s in report["stalls"]):
         raise typer.Exit(1)
 
@@ -156,7 +130,7 @@ def flows(capture: str = typer.Argument(..., help="capture file, or - for stdin"
     analysis = _analyze_all([capture], _settings(idle_timeout, min_stall, gap))[0]
     table = analysis.flows.reset_index(drop=True)
     if format is TableFormat.table:
-        _write(_rich_flows(table), output)
+        write_output(_rich_flows(table), output)
     else:
         _export(table, format, output)
 
@@ -188,9 +162,9 @@ def _export(table, format: TableFormat, output: Optional[Path]):
         table.to_parquet(output, index=False)
         print(f"capanalyze: wrote {output}", file=sys.stderr)
     elif format is TableFormat.json:
-        _write(table.to_json(orient="records", lines=False, indent=1), output)
+        write_output(table.to_json(orient="records", lines=False, indent=1), output)
     else:
-        _write(table.to_csv(index=False), output)
+        write_output(table.to_csv(index=False), output)
 
 
 FLOW_TABLE = (("flow_id", "flow"), ("client", "client"), ("server", "server"),

@@ -4,6 +4,8 @@ from __future__ import annotations
 import gzip
 import importlib.util
 import json
+import os
+import struct
 import subprocess
 import sys
 
@@ -127,3 +129,52 @@ def test_reports_are_the_same_whether_pandas_stores_strings_in_pyarrow_or_not(ar
         capture_output=True, text=True, cwd=ROOT, timeout=600, check=True)
     assert without == preloaded.stdout
     assert "eviction" in without
+
+
+def _syn_per_connection_pcap(path, n: int):
+    """n connections, one SYN each: a JSON report of more than INDENT_MAX_FLOWS
+    connections, written in slices."""
+    records = []
+    for i in range(n):
+        tcp = struct.pack("!HHIIBBHHH", 10000 + i, 80, 1000, 0, 5 << 4, 0x02, 65535, 0, 0)
+        ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 40, i, 0, 64, 6, 0,
+                         bytes([10, 0, 0, 1]), bytes([10, 0, 0, 2]))
+        frame = b"\x02" * 12 + b"\x08\x00" + ip + tcp
+        records.append(struct.pack("<IIII", i, 0, len(frame), len(frame)) + frame)
+    path.write_bytes(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1) + b"".join(records))
+    return path
+
+
+@pytest.mark.parametrize("command, fmt", [("diagnose", "json"), ("flows", "json"), ("flows", "csv")])
+def test_a_reader_that_stops_early_ends_the_output_quietly(command, fmt, tmp_path):
+    """`capanalyze diagnose big.pcap -f json | head`: the rest is not wanted. No error
+    message, no traceback, the usual exit status."""
+    fcntl = pytest.importorskip("fcntl")
+    if not hasattr(fcntl, "F_SETPIPE_SZ"):
+        pytest.skip("needs Linux pipes whose size can be set")
+    capture = _syn_per_connection_pcap(tmp_path / "many.pcap", 2500)
+    r, w = os.pipe()
+    fcntl.fcntl(w, fcntl.F_SETPIPE_SZ, 4096)   # the report (> 100 kB) does not fit
+    proc = subprocess.Popen([sys.executable, "-m", "capanalyze", command, str(capture), "-f", fmt],
+                            stdout=w, stderr=subprocess.PIPE, cwd=ROOT)
+    os.close(w)
+    assert os.read(r, 100)
+    os.close(r)
+    stderr = proc.communicate(timeout=300)[1].decode()
+    assert stderr == ""
+    assert proc.returncode == 0
+
+
+@pytest.mark.parametrize("args", [("info",), ("diagnose", "-f", "json"), ("diagnose",), ("flows", "-f", "csv")])
+def test_output_to_a_full_disk_is_a_one_line_error(args):
+    """A report redirected to a full disk must not be lost in silence (exit 0) or end in
+    a traceback: one line, exit 2."""
+    if not os.path.exists("/dev/full"):
+        pytest.skip("needs /dev/full (Linux)")
+    with open("/dev/full", "w") as full:
+        proc = subprocess.run([sys.executable, "-m", "capanalyze", args[0], str(REDIS), *args[1:]],
+                              stdout=full, stderr=subprocess.PIPE, cwd=ROOT, timeout=300, check=False)
+    stderr = proc.stderr.decode()
+    assert proc.returncode == 2, stderr
+    assert stderr.strip().splitlines() == [
+        "capanalyze: error: cannot write to standard output: No space left on device"]
