@@ -29,16 +29,19 @@ def _data() -> dict:
     return tomllib.loads(text)
 
 
-def middleboxes() -> list[Middlebox]:
-    return [Middlebox(**entry) for entry in _data()["middlebox"]]
+@lru_cache(maxsize=1)
+def middleboxes() -> tuple[Middlebox, ...]:
+    """Every known middlebox (immutable, so made once: the diagnosis asks for each stall)."""
+    return tuple(Middlebox(**entry) for entry in _data()["middlebox"])
 
 
 def server_remedies() -> dict[int, dict]:
     return {entry["port"]: entry for entry in _data().get("server", [])}
 
 
-def silent_timeouts() -> list[Middlebox]:
-    return [m for m in middleboxes() if m.kind == "silent"]
+@lru_cache(maxsize=1)
+def silent_timeouts() -> tuple[Middlebox, ...]:
+    return tuple(m for m in middleboxes() if m.kind == "silent")
 
 
 def smallest_silent_timeout() -> float:

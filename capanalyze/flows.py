@@ -215,8 +215,8 @@ def flows_table(keys: FlowKeys, summary, addresses) -> pd.DataFrame:
     s_port = np.where(first_is_client, K[:, F_DPORT], K[:, F_SPORT])
     flows = pd.DataFrame({
         "flow_id": np.arange(n, dtype=np.int64),
-        "client": _endpoints(names[c_code] if n else [], c_port),
-        "server": _endpoints(names[s_code] if n else [], s_port),
+        "client": _endpoints(names, c_code, c_port),
+        "server": _endpoints(names, s_code, s_port),
         "client_ip": names[c_code] if n else [], "client_port": c_port,
         "server_ip": names[s_code] if n else [], "server_port": s_port,
         "role_inferred": K[:, F_ROLE_INFERRED].astype(bool),
@@ -252,8 +252,11 @@ def _cadence(t):
     return mean / 1000.0, cv
 
 
-def _endpoints(ips, ports):
-    return [f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}" for ip, port in zip(ips, ports)]
+def _endpoints(names, codes, ports) -> list[str]:
+    """"ip:port" ("[ip]:port" for IPv6) of each row, from address codes into `names`:
+    each address is formatted once, not once per connection."""
+    prefix = [f"[{ip}]:" if ":" in ip else f"{ip}:" for ip in names]
+    return [prefix[code] + str(port) for code, port in zip(codes.tolist(), ports.tolist())]
 
 
 _SIDE_NAMES = np.array(["", "client", "server", "both"], dtype=object)

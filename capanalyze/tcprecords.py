@@ -6,7 +6,7 @@ history, the packet that triggered a RST)."""
 from __future__ import annotations
 
 from .jit import kernel
-from .schema import ACK
+from .schema import ACK, FIN, RST, SYN
 from .tcplayout import *  # noqa: F401,F403  (kernels read the layout as globals)
 
 
@@ -110,3 +110,27 @@ def _close_open_gaps(T, G, D, first, last, capture_end, gap_ns):
             ng += 1
     return ng
 
+
+
+@kernel
+def gap_endings(g, high_ack, code):
+    """What ended each gap, as a code into timeline.GAP_ENDINGS (ack, data_acked,
+    data_unacked, syn, fin, rst, capture_end; a later one wins). Data is acked when
+    the receiver's highest ACK (`high_ack`, per direction) covers it. One pass: the
+    same test as numpy masks read each record's columns ~10 times (20 ms of 5M packets)."""
+    last = len(high_ack) - 1
+    for i in range(g.shape[0]):
+        c = 0
+        if g[i, G_END_LEN] > 0:
+            row = min(max(2 * g[i, G_FLOW] + max(g[i, G_END_DIR], 0), 0), max(last, 0))
+            c = 1 if last >= 0 and high_ack[row] >= g[i, G_END_SEQ_END] else 2
+        flags = g[i, G_END_FLAGS]
+        if flags & SYN:
+            c = 3
+        if flags & FIN:
+            c = 4
+        if flags & RST:
+            c = 5
+        if g[i, G_END_FRAME] < 0:
+            c = 6
+        code[i] = c

@@ -3,17 +3,20 @@
 Inputs are what the TCP-state stage produced: the notable packets (any packet with an
 event bit; the whole table works too), the gap and RST records the kernel emitted, the
 flows table and the final per-direction state. Everything here is per connection or
-per event (thousands of rows, not millions), so it is plain pandas.
+per event (thousands of rows, not millions), so it is plain pandas; what ended each gap
+is one compiled pass (tcprecords.gap_endings), as a 20M-packet capture has ~1M gaps.
 """
 from __future__ import annotations
 
 import statistics
+from itertools import pairwise
 
 import numpy as np
 import pandas as pd
 
 from . import retries
 from . import tcpstate as ts
+from .tcprecords import gap_endings
 
 SIDE = np.array(["client", "server"], dtype=object)
 INITIAL_TTLS = (32, 64, 128, 255)
@@ -87,17 +90,8 @@ GAP_ENDINGS = ["ack", "data_acked", "data_unacked", "syn", "fin", "rst", "captur
 def _ended_by(g, high_ack):
     """What ended each gap, as a categorical: text columns of 100k+ gaps are slow to
     build as strings and take 8x the memory."""
-    flags, length = g[:, ts.G_END_FLAGS], g[:, ts.G_END_LEN]
-    end_dir = g[:, ts.G_END_DIR]
-    row = np.clip(2 * g[:, ts.G_FLOW] + np.maximum(end_dir, 0), 0, max(len(high_ack) - 1, 0))
-    acked = high_ack[row] >= g[:, ts.G_END_SEQ_END] if len(high_ack) else np.zeros(len(g), bool)
-    code = np.zeros(len(g), dtype=np.int8)   # "ack"; later lines win
-    for ending, where in (("data_acked", (length > 0) & acked),
-                          ("data_unacked", (length > 0) & ~acked),
-                          ("syn", (flags & ts.SYN) != 0), ("fin", (flags & ts.FIN) != 0),
-                          ("rst", (flags & ts.RST) != 0),
-                          ("capture_end", g[:, ts.G_END_FRAME] < 0)):
-        code[where] = GAP_ENDINGS.index(ending)
+    code = np.empty(len(g), dtype=np.int8)
+    gap_endings(np.ascontiguousarray(g), high_ack, code)
     return pd.Categorical.from_codes(code, categories=GAP_ENDINGS)
 
 
@@ -120,7 +114,8 @@ def backoff_chains(notable: pd.DataFrame, capture_end: float) -> pd.DataFrame:
     key = np.stack([cols.flow[order], cols.dir[order], cols.rel_seq[order]], axis=1)
     starts = np.flatnonzero(np.r_[True, (key[1:] != key[:-1]).any(axis=1)]) if len(order) else []
     bounds = list(zip(starts, list(starts[1:]) + [len(order)]))
-    rows = [_chain(order[a:b], cols, capture_end) for a, b in bounds if b - a >= 2]
+    times = cols.ts[order].tolist()   # a chain's few times as floats: numpy per chain is slow
+    rows = [_chain(order[a:b], times[a:b], cols, capture_end) for a, b in bounds if b - a >= 2]
     return pd.DataFrame(rows, columns=CHAIN_COLUMNS)
 
 
@@ -163,25 +158,26 @@ CHAIN_COLUMNS = [
 ]
 
 
-def _chain(rows: np.ndarray, c: _Columns, capture_end: float) -> dict:
+def _chain(rows: np.ndarray, retx_ts: list[float], c: _Columns, capture_end: float) -> dict:
+    """One chain: its rows in the notable table and their times, in order."""
     first = rows[0]
-    retx_ts = c.ts[rows]
     known = c.orig_frame[first] > 0
     # Without the original, assume the first interval was half the second (doubling).
-    orig_ts = c.orig_ts[first] if known else retx_ts[0] - (retx_ts[1] - retx_ts[0]) / 2
-    times = (retx_ts - orig_ts).tolist()
-    intervals = np.diff(np.concatenate([[orig_ts], retx_ts]))
-    ended_by, end_frame, end_ts = _chain_end(rows, c, capture_end)
-    fit = retries.fit_chain(times, bool(c.syn[first]), ended_by == "gave_up")
+    orig_ts = float(c.orig_ts[first]) if known else retx_ts[0] - (retx_ts[1] - retx_ts[0]) / 2
+    times = [t - orig_ts for t in retx_ts]
+    intervals = [times[0]] + [b - a for a, b in pairwise(retx_ts)]
+    ended_by, end_frame, end_ts = _chain_end(rows, retx_ts, c, capture_end)
+    syn = bool(c.syn[first])
+    fit = retries.fit_chain(times, syn, ended_by == "gave_up")
     return {
         "flow_id": int(c.flow[first]), "sender": SIDE[int(c.dir[first])],
-        "rel_seq": int(c.rel_seq[first]), "seq_raw": int(c.seq[first]), "syn": bool(c.syn[first]),
+        "rel_seq": int(c.rel_seq[first]), "seq_raw": int(c.seq[first]), "syn": syn,
         "original_frame": int(c.orig_frame[first]) if known else None,
-        "original_ts": float(orig_ts), "frames": c.frame[rows].tolist(),
+        "original_ts": orig_ts, "frames": c.frame[rows].tolist(),
         "times_s": [round(t, 6) for t in times],
-        "intervals_s": [round(float(x), 6) for x in intervals],
-        "retransmissions": len(rows), "first_rto_s": float(intervals[0]),
-        "growth": _growth(intervals), "capped": bool(intervals.max() >= retries.RTO_MAX * 0.95),
+        "intervals_s": [round(x, 6) for x in intervals],
+        "retransmissions": len(rows), "first_rto_s": intervals[0],
+        "growth": _growth(intervals), "capped": max(intervals) >= retries.RTO_MAX * 0.95,
         "ended_by": ended_by, "end_frame": end_frame, "end_ts": end_ts,
         "model": fit.model, "retries2": fit.retries2, "retries2_at_least": fit.at_least,
         "give_up_s": fit.give_up_s,
@@ -190,25 +186,24 @@ def _chain(rows: np.ndarray, c: _Columns, capture_end: float) -> dict:
     }
 
 
-def _growth(intervals: np.ndarray) -> float:
+def _growth(intervals: list[float]) -> float:
     """Median ratio of successive intervals below the 120 s cap (2.0 for RTO backoff)."""
-    usable = intervals[intervals < retries.RTO_MAX * 0.95]
+    usable = [x for x in intervals if x < retries.RTO_MAX * 0.95]
     if len(usable) < 2:
         return float("nan")
-    ratios = usable[1:] / np.maximum(usable[:-1], 1e-9)
-    return float(statistics.median(ratios.tolist()))   # np.median: 25x slower on a few values
+    return statistics.median([b / max(a, 1e-9) for a, b in pairwise(usable)])
 
 
-def _chain_end(rows: np.ndarray, c: _Columns, capture_end: float):
+def _chain_end(rows: np.ndarray, retx_ts: list[float], c: _Columns, capture_end: float):
     """ACKed / RST / FIN / sender gave up / capture ended, after the last retransmission."""
-    last_ts = c.ts[rows[-1]]
+    last_ts = retx_ts[-1]
     after = c.after(int(c.flow[rows[0]]), last_ts)
     for kind, bit in (("acked", ts.EV_ACKS_RETRANS), ("rst", ts.EV_RST), ("fin", ts.EV_FIN)):
         hit = after[(c.events[after] & bit) != 0]
         if len(hit):
             return kind, int(c.frame[hit[0]]), float(c.ts[hit[0]])
-    intervals = np.diff(c.ts[rows])
-    next_due = last_ts + min(2 * intervals[-1], retries.RTO_MAX) if len(intervals) else last_ts
+    last_interval = last_ts - retx_ts[-2] if len(retx_ts) > 1 else None
+    next_due = last_ts + min(2 * last_interval, retries.RTO_MAX) if last_interval is not None else last_ts
     margin = GIVE_UP_MARGIN_S + GIVE_UP_MARGIN_FRACTION * (next_due - last_ts)
     if capture_end > next_due + margin:
         return "gave_up", None, float(next_due)
