@@ -40,6 +40,7 @@ class RecordArrays:
         self.iface = np.empty(capacity, np.int32)
         self.outcome = np.empty(capacity, np.int8)
         self.aux = np.empty(capacity, np.int64)
+        self.skipped_keys = np.empty(capacity, np.int64)   # walk_summary's
 
 
 @kernel(inline="always")

@@ -120,25 +120,26 @@ class CaptureReader:
             pos, n, rows, k, status, value = self._walker.walk_decode(
                 block.buf, pos, block.end, out, self.info.records)
             if n:
-                self._account(out.ts_ns[:n], out.outcome[:n], out.aux[:n], n, k)
+                self._account(out, n, k)
             if k:
                 yield self._columns(rows, k)
             if status != FULL:
                 return pos, status, value
 
     # ---- accounting -----------------------------------------------------------------
-    def _account(self, ts_ns, outcome, aux, n, k) -> None:
+    def _account(self, out: RecordArrays, n: int, k: int) -> None:
         info = self.info
         info.records += n
         info.tcp_packets += k
         before = outcomes.NO_TIME if self._last_ts is None else self._last_ts
-        lo, hi, backwards, skipped = (int(v) for v in outcomes.walk_summary(ts_ns, outcome, before))
+        lo, hi, backwards, skipped = (int(v) for v in outcomes.walk_summary(
+            out.ts_ns[:n], out.outcome[:n], out.aux[:n], before, out.skipped_keys))
         if skipped:
-            info.add_skipped(outcomes.count_skipped(outcome, aux))
+            info.add_skipped(outcomes.skipped_reasons(out.skipped_keys[:skipped]))
         info.first_ts_ns = lo if info.first_ts_ns is None else min(info.first_ts_ns, lo)
         info.last_ts_ns = hi if info.last_ts_ns is None else max(info.last_ts_ns, hi)
         info.out_of_order_ts += backwards
-        self._last_ts = int(ts_ns[-1])
+        self._last_ts = int(out.ts_ns[n - 1])
 
     def _columns(self, rows: TcpRows, k: int) -> dict:
         """The k rows decoded, as columns: cut in place (realloc), so the capacity left
