@@ -19,10 +19,13 @@ from __future__ import annotations
 import os
 import sys
 
+import numpy as np
+
 COMPILE_ABOVE_BYTES = 1 << 20   # interpreted kernels do ~30k packets/s: < 1 s here
 
 _registry: list[Kernel] = []
 _compiled = False
+_interpreting = False   # inside an interpreted kernel (they run on one thread)
 
 
 class Kernel:
@@ -35,7 +38,17 @@ class Kernel:
     def __call__(self, *args):
         if self.dispatcher is not None:
             return self.dispatcher(*args)
-        return self.py_func(*args)
+        global _interpreting
+        if _interpreting:      # called by another kernel
+            return self.py_func(*args)
+        # Compiled integer arithmetic wraps around silently; numpy's scalars wrap too but
+        # warn on stderr (a damaged timestamp times 1000). Interpreted, the same silence.
+        _interpreting = True
+        try:
+            with np.errstate(all="ignore"):
+                return self.py_func(*args)
+        finally:
+            _interpreting = False
 
 
 def kernel(fn=None, **options):

@@ -49,3 +49,19 @@ def test_packet_tables_match_in_process():
                           cwd=ROOT, timeout=600)
     assert proc.returncode == 0, proc.stderr
     assert int(proc.stdout) > 1000
+
+
+@pytest.mark.parametrize("jit", ["0", "1"])
+def test_a_damaged_time_is_as_silent_interpreted_as_compiled(jit):
+    """A pcapng timestamp far out of range overflows the tick arithmetic. Compiled, it
+    wraps around silently; interpreted, numpy warned on stderr ("RuntimeWarning: overflow
+    encountered in scalar multiply"): a user would take that line for a crash."""
+    path = ROOT / "tests" / "fuzz_corpus" / "shuffled_pcapng_time_out_of_calendar.pcapng"
+    env = dict(os.environ, CAPANALYZE_JIT=jit)
+    for command, says in (("info", "TCP packets: 7"), ("diagnose", "7 TCP packets analysed")):
+        proc = subprocess.run([sys.executable, "-m", "capanalyze", command, str(path)],
+                              capture_output=True, text=True, env=env, cwd=ROOT, timeout=600,
+                              check=False)
+        assert proc.returncode == 0
+        assert proc.stderr == ""
+        assert says in proc.stdout
