@@ -159,7 +159,12 @@ def _export(table, format: TableFormat, output: Optional[Path]):
     if format is TableFormat.parquet:
         if output is None:
             raise CaptureError("--format parquet needs --output FILE")
-        table.to_parquet(output, index=False)
+        try:
+            table.to_parquet(output, index=False)
+        except ImportError:   # pyarrow is not a dependency: only this export needs it
+            raise CaptureError("--format parquet needs pyarrow (pip install pyarrow)") from None
+        except OSError as exc:
+            raise CaptureError(f"cannot write {output}: {exc.strerror or exc}") from None
         print(f"capanalyze: wrote {output}", file=sys.stderr)
     elif format is TableFormat.json:
         write_output(table.to_json(orient="records", lines=False, indent=1), output)

@@ -178,3 +178,23 @@ def test_output_to_a_full_disk_is_a_one_line_error(args):
     assert proc.returncode == 2, stderr
     assert stderr.strip().splitlines() == [
         "capanalyze: error: cannot write to standard output: No space left on device"]
+
+
+def test_parquet_export_errors_are_one_line(tmp_path):
+    """To a directory that does not exist, and without pyarrow (not a dependency: a
+    plain `pip install .` lacks it): one line, exit 2."""
+    proc = run_cli("packets", str(REDIS), "-f", "parquet", "-o", str(tmp_path / "no" / "p.parquet"),
+                   check_exit=2)
+    assert proc.stderr.startswith("capanalyze: error: cannot write ")
+    assert len(proc.stderr.strip().splitlines()) == 1
+
+    code = ("import sys\n"
+            "sys.modules['pyarrow'] = sys.modules['fastparquet'] = None   # not installed\n"
+            "from capanalyze.cli import main\n"
+            f"sys.argv = ['capanalyze', 'flows', {str(REDIS)!r}, '-f', 'parquet', '-o', "
+            f"{str(tmp_path / 'f.parquet')!r}]\n"
+            "main()\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
+                          timeout=300, check=False)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr == "capanalyze: error: --format parquet needs pyarrow (pip install pyarrow)\n"
