@@ -111,26 +111,31 @@ def _close_open_gaps(T, G, D, first, last, capture_end, gap_ns):
     return ng
 
 
+# What ended a gap (the gap table's `ended_by`), in the order gap_endings applies them:
+# a later one wins.
+GAP_ENDINGS = ("ack", "data_acked", "data_unacked", "syn", "fin", "rst", "capture_end")
+(END_ACK, END_DATA_ACKED, END_DATA_UNACKED, END_SYN, END_FIN, END_RST,
+ END_CAPTURE) = range(len(GAP_ENDINGS))
+
 
 @kernel
 def gap_endings(g, high_ack, code):
-    """What ended each gap, as a code into timeline.GAP_ENDINGS (ack, data_acked,
-    data_unacked, syn, fin, rst, capture_end; a later one wins). Data is acked when
-    the receiver's highest ACK (`high_ack`, per direction) covers it. One pass: the
-    same test as numpy masks read each record's columns ~10 times (20 ms of 5M packets)."""
+    """What ended each gap, as a code into GAP_ENDINGS. Data is acked when the
+    receiver's highest ACK (`high_ack`, per direction) covers it. One pass: the same
+    tests as numpy masks read each record's columns ~10 times (20 ms of 5M packets)."""
     last = len(high_ack) - 1
     for i in range(g.shape[0]):
-        c = 0
+        c = END_ACK
         if g[i, G_END_LEN] > 0:
             row = min(max(2 * g[i, G_FLOW] + max(g[i, G_END_DIR], 0), 0), max(last, 0))
-            c = 1 if last >= 0 and high_ack[row] >= g[i, G_END_SEQ_END] else 2
+            c = END_DATA_ACKED if last >= 0 and high_ack[row] >= g[i, G_END_SEQ_END] else END_DATA_UNACKED
         flags = g[i, G_END_FLAGS]
         if flags & SYN:
-            c = 3
+            c = END_SYN
         if flags & FIN:
-            c = 4
+            c = END_FIN
         if flags & RST:
-            c = 5
+            c = END_RST
         if g[i, G_END_FRAME] < 0:
-            c = 6
+            c = END_CAPTURE
         code[i] = c

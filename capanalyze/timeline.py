@@ -16,7 +16,7 @@ import pandas as pd
 
 from . import retries
 from . import tcpstate as ts
-from .tcprecords import gap_endings
+from .tcprecords import GAP_ENDINGS, gap_endings
 
 SIDE = np.array(["client", "server"], dtype=object)
 INITIAL_TTLS = (32, 64, 128, 255)
@@ -84,15 +84,12 @@ def _keepalive_interval(g):
         return np.where(n > per_dir, span / (n / per_dir - 1), np.nan)
 
 
-GAP_ENDINGS = ["ack", "data_acked", "data_unacked", "syn", "fin", "rst", "capture_end"]
-
-
 def _ended_by(g, high_ack):
     """What ended each gap, as a categorical: text columns of 100k+ gaps are slow to
     build as strings and take 8x the memory."""
     code = np.empty(len(g), dtype=np.int8)
     gap_endings(np.ascontiguousarray(g), high_ack, code)
-    return pd.Categorical.from_codes(code, categories=GAP_ENDINGS)
+    return pd.Categorical.from_codes(code, categories=list(GAP_ENDINGS))
 
 
 def _side_bits(bits):
