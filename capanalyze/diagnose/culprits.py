@@ -18,9 +18,18 @@ def survivor_durations(gaps: pd.DataFrame, rsts: pd.DataFrame) -> np.ndarray:
     """survived_idles unsorted: the traffic that ended the idle got through, and was not
     answered by a RST (a FIN after the idle that a box resets was the eviction, not a
     survivor)."""
-    survived = (gaps["keepalives"] == 0) & gaps["ended_by"].isin(["data_acked", "ack", "fin"])
-    reset = gaps["end_frame"].isin(rsts["trigger_frame"].dropna())
-    return gaps["duration_s"].to_numpy()[(survived & ~reset).to_numpy()]
+    survived = ((gaps["keepalives"] == 0) & gaps["ended_by"].isin(["data_acked", "ack", "fin"])).to_numpy()
+    triggers = np.sort(rsts["trigger_frame"].dropna().to_numpy(dtype=np.int64))
+    reset = _member(gaps["end_frame"].to_numpy(dtype=np.int64, na_value=-1), triggers)
+    return gaps["duration_s"].to_numpy()[survived & ~reset]
+
+
+def _member(values: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:
+    """values in sorted_set, by binary search: isin sorted both (2 ms per 65k gaps)."""
+    if not len(sorted_set):
+        return np.zeros(len(values), dtype=bool)
+    at = np.minimum(np.searchsorted(sorted_set, values), len(sorted_set) - 1)
+    return sorted_set[at] == values
 
 
 def eviction_bracket(t: Tables, stalls: list[Stall]) -> dict | None:
