@@ -198,3 +198,20 @@ def test_parquet_export_errors_are_one_line(tmp_path):
                           timeout=300, check=False)
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr == "capanalyze: error: --format parquet needs pyarrow (pip install pyarrow)\n"
+
+
+@pytest.mark.parametrize("option, value", [("--idle-timeout", "-5"), ("--idle-timeout", "0"),
+                                           ("--gap", "0"), ("--min-stall", "nan"),
+                                           ("--min-stall", "-1"), ("--gap", "inf")])
+def test_a_duration_option_out_of_range_is_a_one_line_error(option, value):
+    """`--idle-timeout -5` was taken as given: the remedy advised keepalives "below -5 s".
+    A zero gap would make every interval between packets an idle gap."""
+    proc = run_cli("diagnose", str(REDIS), option, value, check_exit=2)
+    assert proc.stderr.startswith(f"capanalyze: error: {option} must be a number of seconds")
+    assert len(proc.stderr.strip().splitlines()) == 1
+    assert proc.stdout == ""
+
+
+def test_zero_min_stall_is_accepted():
+    report = json.loads(run_cli("diagnose", str(REDIS), "--min-stall", "0", "-f", "json").stdout)
+    assert [s["class"] for s in report["stalls"]] == ["silent_middlebox_eviction"]
