@@ -2,4 +2,5 @@
 
 
 class CaptureError(Exception):
-    """Unreadable input (not a capture, empty, unsupported). One line, no traceback; exit 2."""
+    """Input the user can fix: an unreadable capture (not a capture, empty, unsupported)
+    or an impossible option. One line, no traceback; exit 2."""

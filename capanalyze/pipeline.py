@@ -13,6 +13,7 @@ while the loop runs (spill.py).
 from __future__ import annotations
 
 import ctypes
+import math
 import threading
 from dataclasses import dataclass, field
 from queue import Queue
@@ -22,6 +23,7 @@ import pandas as pd
 
 from . import diagnose as dg
 from . import events, jit, spill, timeline
+from .errors import CaptureError
 from .flows import FlowKeys, assign_flows, flows_table
 from .reader import CaptureInfo, open_capture
 
@@ -36,8 +38,24 @@ class Settings:
     slim_notable: bool = False         # notable packets: only the columns derived tables read
     chunk_bytes: int | None = None
 
+    def __post_init__(self):
+        _check_seconds("--idle-timeout", self.idle_timeout, zero_ok=False)
+        _check_seconds("--min-stall", self.min_stall, zero_ok=True)
+        _check_seconds("--gap", self.gap_s, zero_ok=False)
+
     def options(self) -> dg.Options:
         return dg.Options(idle_timeout=self.idle_timeout, min_stall=self.min_stall)
+
+
+def _check_seconds(option: str, value: float | None, zero_ok: bool) -> None:
+    """A duration option (named as on the command line; capanalyze.load takes the same)
+    must be a finite number of seconds, above zero where zero would mean nothing: a -5 s
+    idle timeout gave keepalive advice of "below -5 s", and a zero gap threshold makes
+    every interval between packets a gap."""
+    if value is None or (math.isfinite(value) and (value > 0 or (zero_ok and value == 0))):
+        return
+    least = "0 or more" if zero_ok else "more than 0"
+    raise CaptureError(f"{option} must be a number of seconds, {least} (got {value:g})")
 
 
 @dataclass

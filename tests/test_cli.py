@@ -212,6 +212,16 @@ def test_a_duration_option_out_of_range_is_a_one_line_error(option, value):
     assert proc.stdout == ""
 
 
+def test_the_python_api_refuses_the_same_durations():
+    """capanalyze.load takes the command line's options, and checks them the same way
+    (the check lives in the analysis settings both build)."""
+    import capanalyze
+    from capanalyze.errors import CaptureError
+
+    with pytest.raises(CaptureError, match="--idle-timeout must be a number of seconds, more than 0"):
+        capanalyze.load(str(REDIS), idle_timeout=-5)
+
+
 def test_zero_min_stall_is_accepted():
     report = json.loads(run_cli("diagnose", str(REDIS), "--min-stall", "0", "-f", "json").stdout)
     assert [s["class"] for s in report["stalls"]] == ["silent_middlebox_eviction"]
