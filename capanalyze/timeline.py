@@ -199,8 +199,7 @@ def _chain_end(rows: np.ndarray, retx_ts: list[float], c: _Columns, capture_end:
         hit = after[(c.events[after] & bit) != 0]
         if len(hit):
             return kind, int(c.frame[hit[0]]), float(c.ts[hit[0]])
-    last_interval = last_ts - retx_ts[-2] if len(retx_ts) > 1 else None
-    next_due = last_ts + min(2 * last_interval, retries.RTO_MAX) if last_interval is not None else last_ts
+    next_due = last_ts + min(2 * (last_ts - retx_ts[-2]), retries.RTO_MAX)   # a chain has 2+
     margin = GIVE_UP_MARGIN_S + GIVE_UP_MARGIN_FRACTION * (next_due - last_ts)
     if capture_end > next_due + margin:
         return "gave_up", None, float(next_due)
