@@ -173,6 +173,20 @@ def test_undeclared_interface_is_counted_not_fatal(tmp_path):
     assert info.skipped == {"packet for undeclared interface 5": 1}
 
 
+@pytest.mark.parametrize("offset", [2**62, -2**62])
+def test_a_time_offset_past_any_date_is_left_out_with_a_warning(tmp_path, offset):
+    """if_tsoffset is whole seconds; 2^62 of them is no time an int64 of ns can hold.
+    It was an internal error ("Python int too large to convert to C long")."""
+    f = Pcapng().shb().idb(1, tsoffset=offset).epb(0, T0 * 10**6, segment(1, 1))
+    path = tmp_path / "tsoffset.pcapng"
+    path.write_bytes(f.bytes())
+    table, info = read_capture(path)
+    assert table["ts_ns"].tolist() == [T0 * 10**9]
+    assert info.interfaces[0]["tsoffset"] == offset
+    assert info.warnings == [(f"interface 0: time offset (if_tsoffset) of {offset} s is beyond "
+                              "any time the capture could have: its times are read without it")]
+
+
 def test_unknown_link_type_is_counted(tmp_path):
     f = Pcapng().shb().idb(147).epb(0, 1, b"\x01\x02\x03").idb(1).epb(1, 2, segment(9, 9))
     path = tmp_path / "user0.pcapng"

@@ -213,6 +213,7 @@ class CaptureReader:
     def _describe_interfaces(self, walker: pcapng.PcapngWalker) -> None:
         info = self.info
         info.sections = walker.sections
+        info.warnings.extend(walker.warnings)
         info.interfaces = [i.as_dict() for i in walker.interfaces]
         info.linktypes = list(dict.fromkeys(i.linktype_name for i in walker.interfaces))
         snaps = [i.snaplen for i in walker.interfaces if i.snaplen]
