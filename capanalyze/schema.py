@@ -16,7 +16,7 @@ PACKET_COLUMNS: dict[str, str] = {
     "frame": "int64",         # 1-based record number in the file, as Wireshark shows it
     "ts_ns": "int64",         # nanoseconds since the epoch, exact
     "ts": "float64",          # seconds since the epoch
-    "interface": "int16",     # pcapng interface id (0 for classic pcap)
+    "interface": "int32",     # pcapng interface id (0 for classic pcap)
     "ip_version": "int8",     # 4 or 6
     "src": "category",        # text address
     "dst": "category",
@@ -31,7 +31,7 @@ PACKET_COLUMNS: dict[str, str] = {
     "window": "uint16",       # raw, unscaled
     "payload_len": "int32",   # from the IP length, so right for snaplen-cut packets
     "mss": "int32",
-    "wscale": "int8",
+    "wscale": "int16",        # the option's shift as sent (0-255); the TCP rules cap it at 14
     "sack_perm": "bool",
     "sack_blocks": "int8",    # number of SACK blocks in the option
     "sack_left": "int64",     # first SACK block's edges, -1 when absent
@@ -39,7 +39,7 @@ PACKET_COLUMNS: dict[str, str] = {
     "tsval": "int64",
     "tsecr": "int64",
     "truncated": "bool",      # caplen < wire length: payload partly or wholly missing
-    "wire_len": "int32",      # original length on the wire
+    "wire_len": "uint32",     # original length on the wire, as the record header says
     "fragment": "bool",       # first fragment of a fragmented IP datagram: payload_len
                               # counts this fragment's share only (no reassembly)
 }

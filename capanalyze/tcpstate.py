@@ -33,6 +33,7 @@ DUP_CAPTURE_NS = 2_000_000               # `-i any` copies arrive microseconds a
 FAST_RETRANS_NS = 20_000_000             # Wireshark: within 20 ms of the last dup ACK
 LINUX_RTO_MIN_NS = 200_000_000           # earlier resends of the tail are loss probes
 DEFAULT_OOO_NS = 3_000_000               # Wireshark's out-of-order window without RTT
+MAX_WSCALE = 14                          # RFC 7323 2.3: a larger shift is used as 14
 
 
 @kernel(inline="always")
@@ -122,13 +123,15 @@ def _rebase_on_syn(d, r, p):
 
 @kernel(inline="always")
 def _window_scale(d, r, p):
-    """Scaled window; the scale is known once both SYNs were seen."""
+    """Scaled window; the scale is known once both SYNs were seen. A shift over 14 is
+    taken as 14 (RFC 7323 2.3, as Linux and Wireshark do)."""
     flags = p[P_FLAGS]
     if flags & SYN:
-        d[D_WS_OFFER] = p[P_WSCALE]
+        offer = min(p[P_WSCALE], MAX_WSCALE)
+        d[D_WS_OFFER] = offer
         if flags & ACK and r[D_WS_OFFER] != -1:
-            both = p[P_WSCALE] >= 0 and r[D_WS_OFFER] >= 0
-            d[D_WSCALE] = p[P_WSCALE] if both else 0
+            both = offer >= 0 and r[D_WS_OFFER] >= 0
+            d[D_WSCALE] = offer if both else 0
             r[D_WSCALE] = r[D_WS_OFFER] if both else 0
         return p[P_WIN]
     if d[D_WSCALE] > 0:

@@ -2,13 +2,19 @@
 records before the damage plus an exact warning (exit 0), never a traceback."""
 from __future__ import annotations
 
+import csv
 import gzip
+import io
 import json
+import os
 import struct
 import subprocess
 import sys
 
 import pytest
+from scapy.layers.inet import IP, TCP
+from scapy.layers.l2 import Ether
+from scapy.utils import wrpcap
 
 from dpkt_reference import FORMATS
 
@@ -144,6 +150,42 @@ def test_lying_zero_length_desynchronises_safely(tmp_path):
     assert info["records"] >= 5 and info["skipped"]["empty record (0 bytes captured)"] >= 1
     warning = info["warnings"][0]
     assert len(info["warnings"]) == 1 and ("stopped reading" in warning or "truncated" in warning)
+
+
+# A record header can claim up to 4 GiB on the wire. The wire length's int32 column took
+# 2-4 GiB as an internal error interpreted (small captures) and as a negative length
+# compiled; with IP total length 0 the payload length, taken from the wire, did the same.
+WIRE_LENGTHS = (0xC9000000, 0x80000000, 0x50000000, 70_000)
+
+
+def _pcap_with_wire_lengths(tmp_path):
+    """Four SYNs claiming WIRE_LENGTHS on the wire; the last two with IP total length 0,
+    which sends the decoder to the wire length (TSO packets captured on the sender)."""
+    pkts = [Ether() / IP(src="192.0.2.1", dst="198.51.100.2", len=0 if i >= 2 else None)
+            / TCP(sport=40000 + i, dport=80, flags="S") for i in range(4)]
+    path = tmp_path / "wire.pcap"
+    wrpcap(str(path), pkts)
+    data = bytearray(path.read_bytes())
+    for (offset, _), wire in zip(pcap_records(bytes(data)), WIRE_LENGTHS):
+        struct.pack_into("<I", data, offset + 12, wire)
+    path.write_bytes(bytes(data))
+    return path
+
+
+@pytest.mark.parametrize("jit", ["0", "1"])
+def test_wire_lengths_past_2_gib_read_as_the_header_says(tmp_path, jit):
+    path = _pcap_with_wire_lengths(tmp_path)
+    env = dict(os.environ, CAPANALYZE_JIT=jit)
+    run = subprocess.run([sys.executable, "-m", "capanalyze", "packets", str(path), "-f", "csv"],
+                         capture_output=True, text=True, env=env, timeout=600, check=False)
+    assert run.returncode == 0 and run.stderr == ""
+    rows = list(csv.DictReader(io.StringIO(run.stdout)))
+    assert [int(r["wire_len"]) for r in rows] == [WIRE_LENGTHS[0], WIRE_LENGTHS[1], WIRE_LENGTHS[3]]
+    # a TSO-sized frame still gives the payload; one over 1 GiB is damage, said so
+    assert int(rows[2]["payload_len"]) == 70_000 - 14 - 40
+    info = json.loads(subprocess.run([sys.executable, "-m", "capanalyze", "info", str(path), "-f", "json"],
+                                     capture_output=True, env=env, timeout=600, check=True).stdout)
+    assert info["skipped"] == {"IP length 0 and a frame over 1 GiB": 1}
 
 
 def test_gzip_cut_short(tmp_path):

@@ -9,9 +9,13 @@ Wireshark shows a custom block as a frame, so the reader counts it as a record.
 """
 from __future__ import annotations
 
+import csv
+import io
+import os
 import shutil
 import struct
 import subprocess
+import sys
 
 import pytest
 from scapy.all import IP, TCP, Ether, Raw
@@ -171,6 +175,24 @@ def test_undeclared_interface_is_counted_not_fatal(tmp_path):
     table, info = read_capture(path)
     assert info.records == 2 and table["sport"].tolist() == [1]
     assert info.skipped == {"packet for undeclared interface 5": 1}
+
+
+@pytest.mark.parametrize("jit", ["0", "1"])
+def test_interface_ids_past_32767(tmp_path, jit):
+    """The interface column was int16: interface 39999 stopped a small capture with an
+    internal error (interpreted) and read as -25537 in a large one (compiled)."""
+    f = Pcapng().shb()
+    for _ in range(40_000):
+        f.idb(1)
+    f.epb(39_999, 1, segment(1, 1)).epb(0, 2, segment(2, 2))
+    path = tmp_path / "many_interfaces.pcapng"
+    path.write_bytes(f.bytes())
+    env = dict(os.environ, CAPANALYZE_JIT=jit)
+    run = subprocess.run([sys.executable, "-m", "capanalyze", "packets", str(path), "-f", "csv"],
+                         capture_output=True, text=True, env=env, timeout=600, check=False)
+    assert run.returncode == 0 and run.stderr == ""
+    rows = list(csv.DictReader(io.StringIO(run.stdout)))
+    assert [(r["frame"], r["interface"], r["sport"]) for r in rows] == [("1", "39999", "1"), ("2", "0", "2")]
 
 
 @pytest.mark.parametrize("offset", [2**62, -2**62])

@@ -3,9 +3,18 @@ unwrapping, window scaling, keepalives and their look-alikes, retransmission kin
 duplicate captures, zero windows."""
 from __future__ import annotations
 
-import pytest
+import io
+import os
+import shutil
+import subprocess
+import sys
 
-from capanalyze.craft import Conversation
+import numpy as np
+import pandas as pd
+import pytest
+from scapy.layers.inet import TCP
+
+from capanalyze.craft import Conversation, write_pcap
 
 CLIENT, SERVER = ("192.0.2.10", 50123), ("198.51.100.20", 80)
 FLAGS = ["keepalive", "keepalive_ack", "retransmission", "dup_ack", "zero_window",
@@ -77,6 +86,31 @@ def test_window_is_not_scaled_without_the_handshake(analyze_capture):
 def test_window_is_not_scaled_when_only_one_side_offered_it(analyze_capture):
     p = analyze_capture(chatted(Conversation(CLIENT, SERVER, wscale=False))).packets
     assert (p["win"] == p["window"]).all() and (p.loc[~p["syn"], "win"] == 64256).all()
+
+
+@pytest.mark.parametrize("jit", ["0", "1"])
+def test_a_shift_over_14_is_used_as_14(tmp_path, jit):
+    """RFC 7323 2.3, as Linux and Wireshark do; the packet table keeps the shift as
+    sent. A shift of 128 or more used to wrap to a negative number compiled (windows
+    left unscaled) and to stop the run with an internal error interpreted."""
+    conv = chatted(Conversation(CLIENT, SERVER))
+    syn = conv.packets[0]
+    syn[TCP].options = [(k, 200 if k == "WScale" else v) for k, v in syn[TCP].options]
+    del syn[TCP].chksum
+    path = tmp_path / "wscale200.pcap"
+    write_pcap(path, conv)
+    env = dict(os.environ, CAPANALYZE_JIT=jit)
+    run = subprocess.run([sys.executable, "-m", "capanalyze", "packets", str(path), "-f", "csv"],
+                         capture_output=True, text=True, env=env, timeout=600, check=False)
+    assert run.returncode == 0, run.stderr
+    p = pd.read_csv(io.StringIO(run.stdout))
+    assert p["wscale"].tolist()[:2] == [200, 7]
+    data = p[~p["syn"]]
+    assert (data["win"] == data["window"] * np.where(data["dir"] == 0, 2**14, 2**7)).all()
+    if shutil.which("tshark"):
+        theirs = subprocess.run(["tshark", "-r", str(path), "-T", "fields", "-e", "tcp.window_size"],
+                                capture_output=True, text=True, check=True).stdout.split()
+        assert p["win"].tolist() == [int(w) for w in theirs]
 
 
 # ------------------------------------------------------------ keepalives

@@ -15,7 +15,9 @@ Choices worth knowing:
 - A TCP header needs its 20 fixed bytes captured; options are decoded as far as they
   are captured (a cut option reads as absent). Fewer than 20 bytes: "truncated TCP header".
 - IP total length 0 (TSO/LRO packets captured on the sending host) and IPv6 payload
-  length 0 (jumbograms) fall back to the wire length, as Wireshark does.
+  length 0 (jumbograms) fall back to the wire length, as Wireshark does, up to the
+  largest TCP window (1 GiB): past it the record header's length is damage, and the
+  record is counted as "IP length 0 and a frame over 1 GiB".
 - Tunnels (IP-in-IP, GRE, MPLS, PPPoE) are not looked into: counted as not TCP/not IP.
 """
 from __future__ import annotations
@@ -31,13 +33,13 @@ from .records import NOT_A_PACKET_BASE
 
 # Names of the per-TCP-packet output arrays, with dtypes, in kernel argument order.
 TCP_FIELDS: dict[str, str] = {
-    "frame": "int64", "ts_ns": "int64", "interface": "int16", "ip_version": "int8",
+    "frame": "int64", "ts_ns": "int64", "interface": "int32", "ip_version": "int8",
     "src_hi": "uint64", "src_lo": "uint64", "dst_hi": "uint64", "dst_lo": "uint64",
     "sport": "uint16", "dport": "uint16", "ttl": "uint8", "ip_id": "int32",
     "tcp_flags": "uint16", "seq": "uint32", "ack": "uint32", "window": "uint16",
-    "payload_len": "int32", "mss": "int32", "wscale": "int8", "sack_perm": "bool",
+    "payload_len": "int32", "mss": "int32", "wscale": "int16", "sack_perm": "bool",
     "sack_blocks": "int8", "sack_left": "int64", "sack_right": "int64", "tsval": "int64",
-    "tsecr": "int64", "truncated": "bool", "wire_len": "int32", "fragment": "bool",
+    "tsecr": "int64", "truncated": "bool", "wire_len": "uint32", "fragment": "bool",
 }
 
 TcpRows = namedtuple("TcpRows", list(TCP_FIELDS))
@@ -49,6 +51,9 @@ def tcp_rows(n: int) -> TcpRows:
 
 
 V4_MAPPED = np.uint64(0xFFFF) << np.uint64(32)
+# No TCP segment is larger than the largest window (2^30 bytes, RFC 7323), and with this
+# bound payload_len fits its int32 column whatever a damaged record header claims.
+MAX_SEGMENT = 1 << 30
 
 
 @kernel(inline="always")
@@ -175,6 +180,8 @@ def _ip_header(buf, q, end, version, ip_wire):
             return oc.TRUNC_IP, 0, 0, 0, 0, 0, 0, z, z, z, z, False
         total = be16(buf, q + 2)
         if total == 0:
+            if ip_wire > MAX_SEGMENT:
+                return oc.IMPLAUSIBLE_IP_LEN, 0, 0, 0, 0, 0, 0, z, z, z, z, False
             total = ip_wire
         if total < ihl:
             return oc.BAD_IP_LEN, 0, 0, 0, 0, 0, 0, z, z, z, z, False
@@ -192,6 +199,8 @@ def _ip_header(buf, q, end, version, ip_wire):
         return oc.TRUNC_IP, 0, 0, 0, 0, 0, 0, z, z, z, z, False
     plen = be16(buf, q + 4)
     if plen == 0:
+        if ip_wire > MAX_SEGMENT:
+            return oc.IMPLAUSIBLE_IP_LEN, 0, 0, 0, 0, 0, 0, z, z, z, z, False
         plen = ip_wire - 40
     nh = np.int64(buf[q + 6])
     t = q + 40

@@ -30,6 +30,7 @@ BAD_TCP_HLEN = 15
 UNDECLARED_INTERFACE = 16  # aux: interface id of a pcapng packet with no matching IDB
 IPV6_EXT_LOOP = 17      # more IPv6 extension headers than any real packet carries
 NOT_A_PACKET = 18       # pcapng block Wireshark counts as a frame; aux 0 custom, 1 journal
+IMPLAUSIBLE_IP_LEN = 19  # IP length 0 (taken from the frame) and a frame over 1 GiB
 
 IP_PROTOCOLS = {
     0: "IPv6 hop-by-hop", 1: "ICMP", 2: "IGMP", 4: "IP-in-IP", 17: "UDP", 33: "DCCP",
@@ -49,6 +50,7 @@ _FIXED = {
     TRUNC_TCP: "truncated TCP header",
     BAD_TCP_HLEN: "bad TCP header length",
     IPV6_EXT_LOOP: "too many IPv6 extension headers",
+    IMPLAUSIBLE_IP_LEN: "IP length 0 and a frame over 1 GiB",
 }
 
 
