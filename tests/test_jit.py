@@ -61,6 +61,21 @@ def test_packet_tables_match_in_process():
     assert int(proc.stdout) > 1000
 
 
+def test_300_damaged_captures_give_the_same_reports_both_ways(tmp_path):
+    """benchmarks/soak.py's differential run, small: each mutation's outcome and JSON
+    report, interpreted then compiled. Anything that differs is saved to
+    tests/fuzz_corpus/, where the test above replays it."""
+    soak = [sys.executable, str(ROOT / "benchmarks" / "soak.py"), "--count", "300", "--seed", "11"]
+    digests, report_md = tmp_path / "interpreted.txt", tmp_path / "compiled.md"
+    for extra in (["--kernels", "interpreted", "--digests", str(digests), "--out", str(tmp_path / "i.md")],
+                  ["--kernels", "compiled", "--compare", str(digests), "--out", str(report_md)]):
+        subprocess.run(soak + extra, capture_output=True, cwd=ROOT, timeout=900, check=True)
+    text = report_md.read_text()
+    assert "| exception |" not in text and "| hang |" not in text
+    assert "each mutation compared with" in text and ": 300 equal, 0 different." in text
+    assert len(digests.read_text().splitlines()) == 301
+
+
 @pytest.mark.parametrize("jit", ["0", "1"])
 def test_a_damaged_time_is_as_silent_interpreted_as_compiled(jit):
     """A pcapng timestamp far out of range overflows the tick arithmetic. Compiled, it
