@@ -1,7 +1,11 @@
 """Layouts the TCP-state kernel shares with its callers: the event bits of the
 `events` column and the column indices of the int64 rows it reads and writes (one
 packet P and its outputs O, per-direction state D, per-connection state T, idle-gap
-records G, RST records R). Data, not rules: the rules are in tcpstate.py."""
+records G, RST records R), and the two kernels that move one packet between a chunk's
+columns and the P and O rows. Data, not rules: the rules are in tcpstate.py."""
+from __future__ import annotations
+
+from .jit import kernel
 
 # ---- event bits (the `events` column; booleans are expanded from it) ----
 EV_SYN, EV_FIN, EV_RST = 1 << 0, 1 << 1, 1 << 2
@@ -73,3 +77,20 @@ N_G = 19
 N_R = 16
 
 MASK32 = 0xFFFFFFFF
+
+
+@kernel(inline="always")
+def _load_packet(p, i, frame, ts_ns, flow, direction, flags, seq, ack, window, length, wscale,
+                 ttl, ip_id, tsval):
+    """Packet i of the chunk's columns into the row `p` the rules read (kept in L1: a
+    row-major copy of the whole chunk cost the main thread 0.08-0.13 s per 5M packets)."""
+    p[P_FRAME], p[P_TS], p[P_FLOW], p[P_DIR] = frame[i], ts_ns[i], flow[i], direction[i]
+    p[P_FLAGS], p[P_SEQ], p[P_ACK], p[P_WIN] = flags[i], seq[i], ack[i], window[i]
+    p[P_LEN], p[P_WSCALE], p[P_TTL] = length[i], wscale[i], ttl[i]
+    p[P_IPID], p[P_TSVAL] = ip_id[i], tsval[i]
+
+
+@kernel(inline="always")
+def _store_outputs(o, i, events, rel_seq, rel_ack, win, orig_frame, orig_ts):
+    events[i], rel_seq[i], rel_ack[i] = o[O_EVENTS], o[O_REL_SEQ], o[O_REL_ACK]
+    win[i], orig_frame[i], orig_ts[i] = o[O_WIN], o[O_ORIG_FRAME], o[O_ORIG_TS]

@@ -24,6 +24,7 @@ from __future__ import annotations
 from .jit import kernel
 from .schema import ACK, FIN, RST, SYN
 from .tcplayout import *  # noqa: F401,F403  (kernels read the layout as globals)
+from .tcplayout import _load_packet, _store_outputs  # noqa: F401
 from .tcprecords import _close_open_gaps, _emit_rst, _track_activity  # noqa: F401
 
 # ---- tunables (ns) ----
@@ -34,23 +35,6 @@ FAST_RETRANS_NS = 20_000_000             # Wireshark: within 20 ms of the last d
 LINUX_RTO_MIN_NS = 200_000_000           # earlier resends of the tail are loss probes
 DEFAULT_OOO_NS = 3_000_000               # Wireshark's out-of-order window without RTT
 MAX_WSCALE = 14                          # RFC 7323 2.3: a larger shift is used as 14
-
-
-@kernel(inline="always")
-def _load_packet(p, i, frame, ts_ns, flow, direction, flags, seq, ack, window, length, wscale,
-                 ttl, ip_id, tsval):
-    """Packet i of the chunk's columns into the row `p` the rules read (kept in L1: a
-    row-major copy of the whole chunk cost the main thread 0.08-0.13 s per 5M packets)."""
-    p[P_FRAME], p[P_TS], p[P_FLOW], p[P_DIR] = frame[i], ts_ns[i], flow[i], direction[i]
-    p[P_FLAGS], p[P_SEQ], p[P_ACK], p[P_WIN] = flags[i], seq[i], ack[i], window[i]
-    p[P_LEN], p[P_WSCALE], p[P_TTL] = length[i], wscale[i], ttl[i]
-    p[P_IPID], p[P_TSVAL] = ip_id[i], tsval[i]
-
-
-@kernel(inline="always")
-def _store_outputs(o, i, events, rel_seq, rel_ack, win, orig_frame, orig_ts):
-    events[i], rel_seq[i], rel_ack[i] = o[O_EVENTS], o[O_REL_SEQ], o[O_REL_ACK]
-    win[i], orig_frame[i], orig_ts[i] = o[O_WIN], o[O_ORIG_FRAME], o[O_ORIG_TS]
 
 
 @kernel(inline="always")
