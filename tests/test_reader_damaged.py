@@ -6,7 +6,6 @@ import csv
 import gzip
 import io
 import json
-import os
 import struct
 import subprocess
 import sys
@@ -17,6 +16,7 @@ from scapy.layers.l2 import Ether
 from scapy.utils import wrpcap
 
 from dpkt_reference import FORMATS
+from helpers import run_cli
 
 ETH = FORMATS / "eth_ipv4.pcap"
 NG = FORMATS / "eth_nsec.pcapng"
@@ -175,16 +175,13 @@ def _pcap_with_wire_lengths(tmp_path):
 @pytest.mark.parametrize("jit", ["0", "1"])
 def test_wire_lengths_past_2_gib_read_as_the_header_says(tmp_path, jit):
     path = _pcap_with_wire_lengths(tmp_path)
-    env = dict(os.environ, CAPANALYZE_JIT=jit)
-    run = subprocess.run([sys.executable, "-m", "capanalyze", "packets", str(path), "-f", "csv"],
-                         capture_output=True, text=True, env=env, timeout=600, check=False)
-    assert run.returncode == 0 and run.stderr == ""
+    run = run_cli("packets", str(path), "-f", "csv", jit=jit)
+    assert run.stderr == ""
     rows = list(csv.DictReader(io.StringIO(run.stdout)))
     assert [int(r["wire_len"]) for r in rows] == [WIRE_LENGTHS[0], WIRE_LENGTHS[1], WIRE_LENGTHS[3]]
     # a TSO-sized frame still gives the payload; one over 1 GiB is damage, said so
     assert int(rows[2]["payload_len"]) == 70_000 - 14 - 40
-    info = json.loads(subprocess.run([sys.executable, "-m", "capanalyze", "info", str(path), "-f", "json"],
-                                     capture_output=True, env=env, timeout=600, check=True).stdout)
+    info = json.loads(run_cli("info", str(path), "-f", "json", jit=jit).stdout)
     assert info["skipped"] == {"IP length 0 and a frame over 1 GiB": 1}
 
 

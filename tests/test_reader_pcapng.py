@@ -11,17 +11,16 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 import shutil
 import struct
 import subprocess
-import sys
 
 import pytest
 from scapy.all import IP, TCP, Ether, Raw
 
 from capanalyze.reader import read_capture
 from dpkt_reference import reference_table
+from helpers import run_cli
 
 
 class Pcapng:
@@ -187,10 +186,8 @@ def test_interface_ids_past_32767(tmp_path, jit):
     f.epb(39_999, 1, segment(1, 1)).epb(0, 2, segment(2, 2))
     path = tmp_path / "many_interfaces.pcapng"
     path.write_bytes(f.bytes())
-    env = dict(os.environ, CAPANALYZE_JIT=jit)
-    run = subprocess.run([sys.executable, "-m", "capanalyze", "packets", str(path), "-f", "csv"],
-                         capture_output=True, text=True, env=env, timeout=600, check=False)
-    assert run.returncode == 0 and run.stderr == ""
+    run = run_cli("packets", str(path), "-f", "csv", jit=jit)
+    assert run.stderr == ""
     rows = list(csv.DictReader(io.StringIO(run.stdout)))
     assert [(r["frame"], r["interface"], r["sport"]) for r in rows] == [("1", "39999", "1"), ("2", "0", "2")]
 

@@ -4,10 +4,8 @@ duplicate captures, zero windows."""
 from __future__ import annotations
 
 import io
-import os
 import shutil
 import subprocess
-import sys
 
 import numpy as np
 import pandas as pd
@@ -15,6 +13,7 @@ import pytest
 from scapy.layers.inet import TCP
 
 from capanalyze.craft import Conversation, write_pcap
+from helpers import run_cli
 
 CLIENT, SERVER = ("192.0.2.10", 50123), ("198.51.100.20", 80)
 FLAGS = ["keepalive", "keepalive_ack", "retransmission", "dup_ack", "zero_window",
@@ -99,11 +98,7 @@ def test_a_shift_over_14_is_used_as_14(tmp_path, jit):
     del syn[TCP].chksum
     path = tmp_path / "wscale200.pcap"
     write_pcap(path, conv)
-    env = dict(os.environ, CAPANALYZE_JIT=jit)
-    run = subprocess.run([sys.executable, "-m", "capanalyze", "packets", str(path), "-f", "csv"],
-                         capture_output=True, text=True, env=env, timeout=600, check=False)
-    assert run.returncode == 0, run.stderr
-    p = pd.read_csv(io.StringIO(run.stdout))
+    p = pd.read_csv(io.StringIO(run_cli("packets", str(path), "-f", "csv", jit=jit).stdout))
     assert p["wscale"].tolist()[:2] == [200, 7]
     data = p[~p["syn"]]
     assert (data["win"] == data["window"] * np.where(data["dir"] == 0, 2**14, 2**7)).all()
