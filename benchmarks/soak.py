@@ -118,7 +118,8 @@ def main():
     seeds = sorted((ROOT / "sample_pcaps").rglob("*.pcap")) + sorted((ROOT / "sample_pcaps").rglob("*.pcapng"))
     seeds += sorted((ROOT / "tests" / "data").rglob("*.pcap*"))
     blobs = [p.read_bytes() for p in seeds if p.suffix in (".pcap", ".pcapng")]
-    load_kernels(blobs)
+    if args.kernels == "compiled":
+        load_kernels(blobs)
     signal.signal(signal.SIGALRM, _alarm)
     use_ws = shutil.which("capinfos") is not None
     rng = random.Random(args.seed)
