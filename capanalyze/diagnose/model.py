@@ -174,8 +174,18 @@ class Tables:
         self.flow_rows = Rows(self.flows)   # flows are indexed by flow_id = position
 
 
-def _covered(stalls: list[Stall], flow_id: int, ts: float) -> bool:
-    return any(s.flow_id == flow_id and s.start_ts - 1 <= ts <= s.end_ts + 1 for s in stalls)
+class Covered:
+    """Whether a stall already found explains a moment of a connection: it covers from a
+    second before it starts to a second after it ends. Indexed by connection: scanning
+    every stall per lookup took 2.1 s with 10k stalls (5M packets, 254k connections)."""
+
+    def __init__(self, stalls: list[Stall]):
+        self._spans: dict[int, list[tuple[float, float]]] = {}
+        for s in stalls:
+            self._spans.setdefault(s.flow_id, []).append((s.start_ts, s.end_ts))
+
+    def __call__(self, flow_id: int, ts: float) -> bool:
+        return any(start - 1 <= ts <= end + 1 for start, end in self._spans.get(flow_id, ()))
 
 
 def _int(v):

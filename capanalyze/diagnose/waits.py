@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 
 from .. import evidence, remedy
-from .model import Options, Stall, Tables, _covered, _frames, _int
+from .model import Covered, Options, Stall, Tables, _frames, _int
 
 
 def waiting(g: pd.DataFrame) -> pd.Series:
@@ -21,9 +21,9 @@ def _waiting_gaps(t: Tables, min_s: float) -> pd.DataFrame:
 
 
 def missing_keepalive(t: Tables, timeout: float, found) -> list[Stall]:
-    out = []
+    out, covered = [], Covered(found)
     for gap in _waiting_gaps(t, timeout).itertuples(index=False):
-        if gap.keepalives or _covered(found, gap.flow_id, gap.end_ts):
+        if gap.keepalives or covered(gap.flow_id, gap.end_ts):
             continue
         ended_badly = gap.ended_by == "capture_end" or (
             gap.ended_by in ("fin", "rst") and gap.end_from == "client")
@@ -40,9 +40,9 @@ def missing_keepalive(t: Tables, timeout: float, found) -> list[Stall]:
 
 def slow_answers(t: Tables, opts: Options, found) -> list[Stall]:
     """Server think time: the request was ACKed, the answer came (or a proxy gave up)."""
-    out = []
+    out, covered = [], Covered(found)
     for gap in _waiting_gaps(t, opts.min_stall).itertuples(index=False):
-        if _covered(found, gap.flow_id, gap.end_ts):
+        if covered(gap.flow_id, gap.end_ts):
             continue
         answered = gap.ended_by == "data_acked" and gap.end_from == "server"
         proxy_gave_up = gap.ended_by in ("fin", "rst") and gap.end_from == "server"
