@@ -12,6 +12,7 @@ import sys
 import pandas as pd
 import pytest
 
+from capanalyze.craft import Conversation, write_pcap
 from helpers import ROOT, SAMPLES, run_cli
 
 REDIS = SAMPLES / "crafted" / "redis_retries2_924s.pcap"
@@ -225,3 +226,47 @@ def test_the_python_api_refuses_the_same_durations():
 def test_zero_min_stall_is_accepted():
     report = json.loads(run_cli("diagnose", str(REDIS), "--min-stall", "0", "-f", "json").stdout)
     assert [s["class"] for s in report["stalls"]] == ["silent_middlebox_eviction"]
+
+
+def _slow_answer(port: int, seed: int) -> Conversation:
+    """A request the server answers after 8 s of think time (app_slowness)."""
+    conv = Conversation(client=("10.0.1.23", port), server=("203.0.113.50", 443), rtt=0.02,
+                        t0=1_700_000_000.0 + 10 * seed, seed=seed)
+    conv.handshake(at=0.0)
+    conv.send("c", b"GET /slow HTTP/1.1\r\n\r\n", at=0.1)
+    conv.send("s", b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", at=8.1)
+    conv.close("c", at=8.2)
+    return conv
+
+
+def test_text_report_details_the_first_20_stalls_of_a_class_and_counts_the_rest(tmp_path):
+    """23 slow answers: the terminal gets the first 20 (by time) in full and a line
+    naming the 3 left out; --all and the JSON report have every one."""
+    capture = tmp_path / "slow23.pcap"
+    write_pcap(capture, *[_slow_answer(41000 + i, i) for i in range(23)])
+    every = json.loads(run_cli("diagnose", str(capture), "-f", "json").stdout)["stalls"]
+    assert [s["class"] for s in every] == ["app_slowness"] * 23
+    text = run_cli("diagnose", str(capture)).stdout
+    detailed = [s for s in every if f"flow {s['flow_id']}: app_slowness" in text]
+    assert detailed == every[:20]
+    assert "3 more stalls not detailed here (3 app_slowness)" in " ".join(text.split())
+    full = run_cli("diagnose", str(capture), "--all").stdout
+    assert all(f"flow {s['flow_id']}: app_slowness" in full for s in every)
+    assert "not detailed" not in full
+
+
+def test_flows_table_shows_1000_connections_and_counts_the_rest(tmp_path):
+    capture = tmp_path / "syn1003.pcap"
+    convs = []
+    for i in range(1003):
+        conv = Conversation(client=("10.0.1.23", 20000 + i), server=("203.0.113.50", 443),
+                            rtt=0.001, t0=1_700_000_000.0 + i / 100, seed=i)
+        conv.handshake(at=0.0)
+        convs.append(conv)
+    write_pcap(capture, *convs)
+    table = run_cli("flows", str(capture)).stdout
+    assert "1003 connections" in table
+    assert "10.0.1.23:20999" in table and "10.0.1.23:21000" not in table
+    assert "(3 more connections not shown: the first 1000 are;" in table
+    csv = run_cli("flows", str(capture), "-f", "csv").stdout
+    assert len(csv.splitlines()) == 1 + 1003

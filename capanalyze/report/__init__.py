@@ -7,7 +7,7 @@ from .jsonout import build, json_pieces, to_json
 __all__ = ["build", "to_json", "render", "pieces"]
 
 
-def render(report: dict, fmt: str, analyses=None) -> str | bytes:
+def render(report: dict, fmt: str, analyses=None, every_stall: bool = False) -> str | bytes:
     """The report as text, or as UTF-8 bytes for JSON (a 20M-packet capture's report is
     38 MB: not decoded into a second copy just to be encoded again on the way out)."""
     if fmt == "json":
@@ -19,11 +19,11 @@ def render(report: dict, fmt: str, analyses=None) -> str | bytes:
         from .html import render_html
         return render_html(report, analyses)
     from .text import render_text
-    return render_text(report)
+    return render_text(report, every_stall=every_stall)
 
 
-def pieces(report: dict, fmt: str, analyses=None):
+def pieces(report: dict, fmt: str, analyses=None, every_stall: bool = False):
     """The report as pieces to write in turn: a large JSON report is never held whole."""
     if fmt == "json":
         return json_pieces(report)
-    return [render(report, fmt, analyses)]
+    return [render(report, fmt, analyses, every_stall)]
