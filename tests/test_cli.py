@@ -270,3 +270,19 @@ def test_flows_table_shows_1000_connections_and_counts_the_rest(tmp_path):
     assert "(3 more connections not shown: the first 1000 are;" in table
     csv = run_cli("flows", str(capture), "-f", "csv").stdout
     assert len(csv.splitlines()) == 1 + 1003
+
+
+@pytest.mark.parametrize("fmt, rows", [("md", 50), ("html", 200)])
+def test_connection_tables_count_the_stalled_and_healthy_rows_they_leave_out(tmp_path, fmt, rows):
+    """3 more stalled connections than the table has rows, and 2 healthy ones: stalled
+    ones are listed first, and what is left out is 3 stalled and 2 healthy, not
+    "5 more healthy"."""
+    capture = tmp_path / "slow.pcap"
+    healthy = [Conversation(client=("10.0.1.24", 30000 + i), server=("203.0.113.50", 443),
+                            rtt=0.02, t0=1_700_000_000.0 + i, seed=100 + i) for i in range(2)]
+    for conv in healthy:
+        conv.handshake(at=0.0)
+    write_pcap(capture, *[_slow_answer(41000 + i, i) for i in range(rows + 3)], *healthy)
+    report = run_cli("diagnose", str(capture), "-f", fmt).stdout
+    assert "5 more connections not shown: 3 stalled, 2 healthy" in report
+    assert "more healthy connections" not in report

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from .jsonout import build, json_pieces, to_json
 
-__all__ = ["build", "to_json", "render", "pieces"]
+__all__ = ["build", "to_json", "render", "pieces", "more_connections"]
 
 
 def render(report: dict, fmt: str, analyses=None, every_stall: bool = False) -> str | bytes:
@@ -27,3 +27,13 @@ def pieces(report: dict, fmt: str, analyses=None, every_stall: bool = False):
     if fmt == "json":
         return json_pieces(report)
     return [render(report, fmt, analyses, every_stall)]
+
+
+def more_connections(flows: list[dict], shown: list[dict]) -> str:
+    """What a connections table that lists stalled ones first left out: past its rows,
+    stalled connections too once there are more of them than rows."""
+    hidden = len(flows) - len(shown)
+    stalled = sum(f["verdict"] != "healthy" for f in flows) - sum(f["verdict"] != "healthy" for f in shown)
+    if not stalled:
+        return f"{hidden} more healthy connections not shown"
+    return f"{hidden} more connections not shown: {stalled} stalled, {hidden - stalled} healthy"

@@ -12,6 +12,7 @@ import io
 from collections import Counter
 
 from ..evidence import clock, duration
+from . import more_connections
 
 MAX_CHARTS = 30          # charts are ~60 KB each; past this the report gets heavy
 MAX_FLOW_ROWS = 200
@@ -105,6 +106,7 @@ def _stall(s: dict, charts: "_Charts") -> str:
 
 
 def _flows(flows: list[dict]) -> str:
+    flows = list(flows)   # the report's rows are made as they are read: once
     shown = sorted(flows, key=lambda f: (f["verdict"] == "healthy", f["flow_id"]))[:MAX_FLOW_ROWS]
     head = "".join(f"<th>{h}</th>" for h in ("flow", "client", "server", "packets", "state",
                                               "max idle", "keepalives", "retrans", "verdict"))
@@ -114,7 +116,7 @@ def _flows(flows: list[dict]) -> str:
         f"<td class='num'>{f['max_idle_s']:.1f} s</td><td class='num'>{int(f['keepalives'])}</td>"
         f"<td class='num'>{int(f['retransmissions'])}</td><td>{_badge(f['verdict'])}</td></tr>"
         for f in shown)
-    more = (f"<p class='muted'>({len(flows) - len(shown)} more healthy connections not shown)</p>"
+    more = (f"<p class='muted'>({esc(more_connections(flows, shown))})</p>"
             if len(flows) > len(shown) else "")
     return f"<h2>Connections</h2><table><tr>{head}</tr>{rows}</table>{more}"
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 from collections import Counter
 
 from ..evidence import clock, duration
+from . import more_connections
 
 # Enough to stop emphasis, links, tables, code spans and raw HTML from capture strings.
 _MD_SPECIAL = str.maketrans({c: "\\" + c for c in "\\`*_[]|"})
@@ -72,11 +73,12 @@ def _stall(s: dict) -> list[str]:
 def _flows(flows: list[dict]) -> list[str]:
     out = ["## Connections", "", "| flow | client | server | packets | state | max idle | keepalives | retrans | verdict |",
            "|---|---|---|---|---|---|---|---|---|"]
+    flows = list(flows)   # the report's rows are made as they are read: once
     shown = sorted(flows, key=lambda f: (f["verdict"] == "healthy", f["flow_id"]))[:50]
     for f in shown:
         out.append(f"| {f['flow_id']} | {esc(f['client'])} | {esc(f['server'])} | {f['packets']} | "
                    f"{f['state']} | {f['max_idle_s']:.1f} s | {f['keepalives']} | "
                    f"{f['retransmissions']} | {f['verdict']} |")
     if len(flows) > len(shown):
-        out.append(f"\n({len(flows) - len(shown)} more healthy connections not shown)")
+        out.append(f"\n({more_connections(flows, shown)})")
     return out + [""]
