@@ -8,6 +8,7 @@ answer black-holed on the way, a RST the peer never sent.
 """
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 from .schema import ACK, SYN
@@ -33,22 +34,33 @@ def match_flows(a, b) -> list[tuple[int, int]]:
             pairs.append((int(fid), int(other)))
             used.add(other)
     matched_a = {p[0] for p in pairs}
-    for fid, flow in a.flows.iterrows():
-        if fid in matched_a:
-            continue
-        other = _match_by_timing(flow, b.flows, used)
+    by_timing = _TimingIndex(b.flows)
+    rest = a.flows[~a.flows.index.isin(list(matched_a))]
+    for fid, port, start, sent in zip(rest.index.tolist(), rest["server_port"].tolist(),
+                                      rest["start_ts"].tolist(), rest["bytes_c2s"].tolist()):
+        other = by_timing.only(port, start, sent, used)
         if other is not None:
             pairs.append((int(fid), other))
             used.add(other)
     return sorted(pairs)
 
 
-def _match_by_timing(flow, flows_b: pd.DataFrame, used: set):
-    cand = flows_b[(flows_b["server_port"] == flow.server_port)
-                   & ((flows_b["start_ts"] - flow.start_ts).abs() < START_TOLERANCE_S)
-                   & (flows_b["bytes_c2s"] == flow.bytes_c2s)]
-    cand = cand[~cand.index.isin(used)]
-    return int(cand.index[0]) if len(cand) == 1 else None
+class _TimingIndex:
+    """b's connections by (server port, bytes sent by the client), each with its start:
+    a connection without ISNs is matched to the one connection of b with the same port
+    and bytes that started within START_TOLERANCE_S and is not matched yet. A lookup
+    reads one bucket; filtering all of b per connection took 48 s for 45k connections."""
+
+    def __init__(self, flows: pd.DataFrame):
+        self._buckets: dict[tuple, list[tuple[int, float]]] = {}
+        for fid, port, start, sent in zip(flows.index.tolist(), flows["server_port"].tolist(),
+                                          flows["start_ts"].tolist(), flows["bytes_c2s"].tolist()):
+            self._buckets.setdefault((port, sent), []).append((fid, start))
+
+    def only(self, port: int, start: float, sent: int, used: set) -> int | None:
+        cand = [fid for fid, t in self._buckets.get((port, sent), ())
+                if abs(t - start) < START_TOLERANCE_S and fid not in used]
+        return int(cand[0]) if len(cand) == 1 else None
 
 
 def match_report(analyses: list) -> list[dict] | None:
@@ -57,52 +69,79 @@ def match_report(analyses: list) -> list[dict] | None:
         return None
     a, b = analyses[0], analyses[1]
     pairs = match_flows(a, b)
-    out = []
+    ends_a, ends_b = _endpoints(a.flows), _endpoints(b.flows)
+    out = [_pair(ends_a[fa], ends_b[fb], fa, fb) for fa, fb in pairs]
+    # only connections with a stall get evidence from the other side
+    views = [_View(a), _View(b)]
     for fa, fb in pairs:
-        out.append(_pair(a, b, fa, fb))
-        _cross_evidence(a, b, fa, fb)
-        _cross_evidence(b, a, fb, fa)
+        _cross_evidence(views[0], views[1], fa, fb)
+        _cross_evidence(views[1], views[0], fb, fa)
     for x, y, col in ((a, b, 0), (b, a, 1)):
         x.flows["matched_flow"] = pd.Series({p[col]: p[1 - col] for p in pairs}, dtype="Int64")
     return out
 
 
-def _pair(a, b, fa, fb) -> dict:
-    ra, rb = a.flows.loc[fa], b.flows.loc[fb]
-    nat = ra.client != rb.client or ra.server != rb.server
-    note = (f"{ra.client} -> {ra.server} in capture 0 is {rb.client} -> {rb.server} in capture 1"
+def _endpoints(flows: pd.DataFrame) -> dict:
+    return dict(zip(flows.index.tolist(), zip(flows["client"].tolist(), flows["server"].tolist())))
+
+
+def _pair(ends_a: tuple[str, str], ends_b: tuple[str, str], fa, fb) -> dict:
+    (client_a, server_a), (client_b, server_b) = ends_a, ends_b
+    nat = client_a != client_b or server_a != server_b
+    note = (f"{client_a} -> {server_a} in capture 0 is {client_b} -> {server_b} in capture 1"
             + (" (rewritten by NAT)" if nat else ""))
     return {"flows": [fa, fb], "nat": bool(nat), "note": note}
 
 
-def _cross_evidence(here, there, f_here, f_there):
+class _View:
+    """One vantage's stalls by connection and its notable packets by (connection,
+    direction), so each matched pair reads its own rows instead of filtering the tables."""
+
+    def __init__(self, analysis):
+        self.stalls = analysis.stalls
+        self.stall_rows: dict[int, list] = {}
+        for idx, fid in zip(self.stalls.index.tolist(), self.stalls["flow_id"].tolist()):
+            self.stall_rows.setdefault(fid, []).append(idx)
+        notable = analysis.notable
+        key = notable["flow_id"].to_numpy().astype(np.int64) * 2 + notable["dir"].to_numpy()
+        self._order = np.argsort(key, kind="stable")
+        self._keys = key[self._order]
+        self._seq = notable["seq"].to_numpy()
+
+    def seqs(self, flow_id: int, direction: int) -> np.ndarray:
+        """Sequence numbers of the connection's notable packets in one direction."""
+        lo, hi = np.searchsorted(self._keys, [2 * flow_id + direction, 2 * flow_id + direction + 1])
+        return self._seq[self._order[lo:hi]]
+
+
+def _cross_evidence(here: _View, there: _View, f_here, f_there):
     """Add to here's stalls what the other vantage shows about the same connection."""
-    for idx, stall in here.stalls[here.stalls["flow_id"] == f_here].iterrows():
+    for idx in here.stall_rows.get(f_here, ()):
+        stall = here.stalls.loc[idx]
         notes, factors = [], []
         if stall["backoff"]:
             notes += _vanished(stall["backoff"], there, f_there)
         if stall["class"] == "missing_keepalive":
-            black = there.stalls[(there.stalls["flow_id"] == f_there)
-                                 & (there.stalls["class"] == "silent_middlebox_eviction")]
-            if len(black):
+            black = [k for k in there.stall_rows.get(f_there, ())
+                     if there.stalls.at[k, "class"] == "silent_middlebox_eviction"]
+            if black:
                 factors.append("answer_black_holed")
                 notes.append("the other vantage shows the answer black-holed: "
-                             + black.iloc[0]["evidence"][1])
+                             + there.stalls.at[black[0], "evidence"][1])
         if notes:
             here.stalls.at[idx, "evidence"] = list(stall["evidence"]) + notes
             here.stalls.at[idx, "factors"] = list(stall["factors"]) + factors
-            here.stalls.at[idx, "confidence"] = round(min(0.97, stall["confidence"] + 0.1), 2)
+            here.stalls.at[idx, "confidence"] = round(min(0.97, float(stall["confidence"]) + 0.1), 2)
 
 
-def _vanished(backoff: dict, there, f_there) -> list[str]:
+def _vanished(backoff: dict, there: _View, f_there) -> list[str]:
     sender = backoff["sender"]
     direction = 0 if sender == "client" else 1
-    seen = there.notable[(there.notable["flow_id"] == f_there) & (there.notable["dir"] == direction)]
     raw = backoff.get("seq_raw")
-    arrived = seen[seen["seq"] == raw] if raw is not None else seen.iloc[0:0]
+    arrived = int((there.seqs(f_there, direction) == raw).sum()) if raw is not None else 0
     n = backoff["retransmissions"]
     other = "server" if sender == "client" else "client"
-    if len(arrived) == 0:
+    if arrived == 0:
         return [f"the other vantage never saw this segment: the {sender}'s {n} "
                 f"retransmissions never reached the {other}"]
-    return [f"the other vantage saw {len(arrived)} of the {n + 1} transmissions arrive at the {other}"]
+    return [f"the other vantage saw {arrived} of the {n + 1} transmissions arrive at the {other}"]
