@@ -109,6 +109,8 @@ def _plain_column(series) -> list:
         return series.to_numpy().tolist()
     if isinstance(series.dtype, pd.StringDtype):   # str or missing: nothing to clean
         return series.to_numpy(dtype=object, na_value=None).tolist()
+    if pd.api.types.infer_dtype(series, skipna=False) == "string":   # only str: as they are
+        return series.tolist()
     return [clean(v) for v in series.tolist()]
 
 
