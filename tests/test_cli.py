@@ -286,3 +286,11 @@ def test_connection_tables_count_the_stalled_and_healthy_rows_they_leave_out(tmp
     report = run_cli("diagnose", str(capture), "-f", fmt).stdout
     assert "5 more connections not shown: 3 stalled, 2 healthy" in report
     assert "more healthy connections" not in report
+
+
+def test_text_report_table_of_stalled_connections_counts_the_rows_it_leaves_out(tmp_path):
+    capture = tmp_path / "slow43.pcap"
+    write_pcap(capture, *[_slow_answer(41000 + i, i) for i in range(43)])
+    text = " ".join(run_cli("diagnose", str(capture)).stdout.split())
+    assert "3 more stalled connections not shown: `capanalyze flows -f csv` lists every connection" in text
+    assert "23 more stalls not detailed here (23 app_slowness)" in text
