@@ -3,8 +3,9 @@ where no handshake was captured on the server port, the start time and the bytes
 client sent, only when exactly one connection of the other side fits."""
 from __future__ import annotations
 
-from capanalyze.craft import Conversation, write_pcap
 from helpers import diagnose_json
+
+from capanalyze.craft import Conversation, write_pcap
 
 T0 = 1_700_000_000.0
 
