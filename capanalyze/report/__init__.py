@@ -2,9 +2,11 @@
 schema documented in the README); text, Markdown and HTML render that same dict."""
 from __future__ import annotations
 
-from .jsonout import build, json_pieces, to_json
+import numpy as np
 
-__all__ = ["build", "to_json", "render", "pieces", "more_connections"]
+from .jsonout import Rows, build, json_pieces, to_json
+
+__all__ = ["build", "flow_column", "flows_at", "pieces", "render", "table_flows", "to_json"]
 
 
 def render(report: dict, fmt: str, analyses=None, every_stall: bool = False) -> str | bytes:
@@ -29,11 +31,28 @@ def pieces(report: dict, fmt: str, analyses=None, every_stall: bool = False):
     return [render(report, fmt, analyses, every_stall)]
 
 
-def more_connections(flows: list[dict], shown: list[dict]) -> str:
-    """What a connections table that lists stalled ones first left out: past its rows,
-    stalled connections too once there are more of them than rows."""
-    hidden = len(flows) - len(shown)
-    stalled = sum(f["verdict"] != "healthy" for f in flows) - sum(f["verdict"] != "healthy" for f in shown)
+def flow_column(flows, name: str) -> list:
+    """One field of every connection of a report, without making each row."""
+    return flows.column(name) if isinstance(flows, Rows) else [f[name] for f in flows]
+
+
+def flows_at(flows, positions: list[int]) -> list[dict]:
+    """The report's connection rows at these positions, made alone."""
+    return flows.at(positions) if isinstance(flows, Rows) else [flows[i] for i in positions]
+
+
+def table_flows(flows, limit: int) -> tuple[list[dict], str | None]:
+    """The rows of a connections table: stalled connections first, then healthy ones,
+    each by flow id, at most `limit`; and what the table leaves out, if anything (stalled
+    ones too, once there are more of them than rows)."""
+    healthy = np.asarray(flow_column(flows, "verdict"), dtype=object) == "healthy"
+    order = np.lexsort((np.asarray(flow_column(flows, "flow_id"), dtype=np.int64), healthy))
+    shown = order[:limit]
+    if len(order) <= limit:
+        return flows_at(flows, shown.tolist()), None
+    hidden = len(order) - limit
+    stalled = int((~healthy).sum() - (~healthy[shown]).sum())
     if not stalled:
-        return f"{hidden} more healthy connections not shown"
-    return f"{hidden} more connections not shown: {stalled} stalled, {hidden - stalled} healthy"
+        return flows_at(flows, shown.tolist()), f"{hidden} more healthy connections not shown"
+    return (flows_at(flows, shown.tolist()),
+            f"{hidden} more connections not shown: {stalled} stalled, {hidden - stalled} healthy")

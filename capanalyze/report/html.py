@@ -12,7 +12,7 @@ import io
 from collections import Counter
 
 from ..evidence import clock, duration
-from . import more_connections
+from . import flow_column, table_flows
 
 MAX_CHARTS = 30          # charts are ~60 KB each; past this the report gets heavy
 MAX_FLOW_ROWS = 200
@@ -76,7 +76,7 @@ def _captures(captures: list[dict]) -> str:
 
 
 def _summary(report: dict) -> str:
-    verdicts = Counter(f["verdict"] for f in report["flows"])
+    verdicts = Counter(flow_column(report["flows"], "verdict"))
     stalled = sum(n for v, n in verdicts.items() if v != "healthy")
     out = f"<h2>Verdict: {stalled} of {len(report['flows'])} connections stalled</h2>"
     if stalled:
@@ -106,8 +106,7 @@ def _stall(s: dict, charts: "_Charts") -> str:
 
 
 def _flows(flows: list[dict]) -> str:
-    flows = list(flows)   # the report's rows are made as they are read: once
-    shown = sorted(flows, key=lambda f: (f["verdict"] == "healthy", f["flow_id"]))[:MAX_FLOW_ROWS]
+    shown, left_out = table_flows(flows, MAX_FLOW_ROWS)
     head = "".join(f"<th>{h}</th>" for h in ("flow", "client", "server", "packets", "state",
                                               "max idle", "keepalives", "retrans", "verdict"))
     rows = "".join(
@@ -116,8 +115,7 @@ def _flows(flows: list[dict]) -> str:
         f"<td class='num'>{f['max_idle_s']:.1f} s</td><td class='num'>{int(f['keepalives'])}</td>"
         f"<td class='num'>{int(f['retransmissions'])}</td><td>{_badge(f['verdict'])}</td></tr>"
         for f in shown)
-    more = (f"<p class='muted'>({esc(more_connections(flows, shown))})</p>"
-            if len(flows) > len(shown) else "")
+    more = f"<p class='muted'>({esc(left_out)})</p>" if left_out else ""
     return f"<h2>Connections</h2><table><tr>{head}</tr>{rows}</table>{more}"
 
 

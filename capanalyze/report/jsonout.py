@@ -69,6 +69,26 @@ class Rows(Sequence):
                 piece = [c.iloc[start:start + self.SLICE] for c in columns]
                 yield _plain_rows(names, piece, index, n_captures)
 
+    def column(self, name: str) -> list:
+        """One field of every row, without making the rows: counting the verdicts of 2M
+        connections made 2M dicts."""
+        return [value for frame, *_ in self._parts for value in _plain_column(frame[name])]
+
+    def at(self, positions: list[int]) -> list[dict]:
+        """The rows at these positions (counted over every part), in that order."""
+        out: list = [None] * len(positions)
+        start = 0
+        for frame, fields, index, n_captures in self._parts:
+            mine = [(k, p - start) for k, p in enumerate(positions) if start <= p < start + len(frame)]
+            if mine:
+                names = [f for f in fields if f in frame.columns]
+                local = [p for _, p in mine]
+                rows = _plain_rows(names, [frame[name].iloc[local] for name in names], index, n_captures)
+                for (k, _), row in zip(mine, rows):
+                    out[k] = row
+            start += len(frame)
+        return out
+
     def __len__(self) -> int:
         return sum(len(part[0]) for part in self._parts)
 

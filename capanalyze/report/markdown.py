@@ -4,7 +4,7 @@ from __future__ import annotations
 from collections import Counter
 
 from ..evidence import clock, duration
-from . import more_connections
+from . import flow_column, table_flows
 
 # Enough to stop emphasis, links, tables, code spans and raw HTML from capture strings.
 _MD_SPECIAL = str.maketrans({c: "\\" + c for c in "\\`*_[]|"})
@@ -44,7 +44,7 @@ def _captures(captures: list[dict]) -> list[str]:
 
 
 def _summary(report: dict) -> list[str]:
-    verdicts = Counter(f["verdict"] for f in report["flows"])
+    verdicts = Counter(flow_column(report["flows"], "verdict"))
     stalled = sum(n for v, n in verdicts.items() if v != "healthy")
     out = [f"## Verdict: {stalled} of {len(report['flows'])} connections stalled", ""]
     if stalled:
@@ -73,12 +73,11 @@ def _stall(s: dict) -> list[str]:
 def _flows(flows: list[dict]) -> list[str]:
     out = ["## Connections", "", "| flow | client | server | packets | state | max idle | keepalives | retrans | verdict |",
            "|---|---|---|---|---|---|---|---|---|"]
-    flows = list(flows)   # the report's rows are made as they are read: once
-    shown = sorted(flows, key=lambda f: (f["verdict"] == "healthy", f["flow_id"]))[:50]
+    shown, left_out = table_flows(flows, 50)
     for f in shown:
         out.append(f"| {f['flow_id']} | {esc(f['client'])} | {esc(f['server'])} | {f['packets']} | "
                    f"{f['state']} | {f['max_idle_s']:.1f} s | {f['keepalives']} | "
                    f"{f['retransmissions']} | {f['verdict']} |")
-    if len(flows) > len(shown):
-        out.append(f"\n({more_connections(flows, shown)})")
+    if left_out:
+        out.append(f"\n({left_out})")
     return out + [""]

@@ -10,6 +10,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from ..evidence import clock, duration
+from . import flow_column, flows_at
 
 CLASS_STYLE = {"silent_middlebox_eviction": "bold red", "missing_keepalive": "bold magenta",
                "middlebox_cut": "bold yellow", "peer_unreachable": "bold red",
@@ -28,7 +29,8 @@ def render_text(report: dict, color: bool | None = None, every_stall: bool = Fal
                       color_system="standard" if color else None, highlight=False)
     for i, cap in enumerate(report["captures"]):
         _capture(console, i, cap)
-    _verdict(console, report)
+    verdicts = flow_column(report["flows"], "verdict")
+    _verdict(console, verdicts)
     if report.get("eviction_threshold"):
         console.print(f"[bold]Eviction threshold:[/] {escape(report['eviction_threshold']['text'])}\n")
     shown = report["stalls"] if every_stall else detailed(report["stalls"])
@@ -36,7 +38,8 @@ def render_text(report: dict, color: bool | None = None, every_stall: bool = Fal
         _stall(console, stall)
     _left_out(console, report["stalls"], shown)
     if report["stalls"]:
-        _flows(console, [f for f in report["flows"] if f["verdict"] != "healthy"])
+        stalled = [k for k, verdict in enumerate(verdicts) if verdict != "healthy"]
+        _flows(console, flows_at(report["flows"], stalled[:FLOW_ROWS]), len(stalled))
     return console.file.getvalue()
 
 
@@ -73,11 +76,11 @@ def _capture(console, i, cap):
         console.print(f"  [yellow]warning:[/] {escape(w)}")
 
 
-def _verdict(console, report):
-    counts = Counter(f["verdict"] for f in report["flows"])
+def _verdict(console, verdicts: list[str]):
+    counts = Counter(verdicts)
     stalled = sum(n for v, n in counts.items() if v != "healthy")
     parts = ", ".join(f"[{CLASS_STYLE.get(v, '')}]{n} {v}[/]" for v, n in counts.most_common())
-    console.print(f"\n[bold]{stalled} of {len(report['flows'])} connections stalled[/] ({parts or 'none'})\n")
+    console.print(f"\n[bold]{stalled} of {len(verdicts)} connections stalled[/] ({parts or 'none'})\n")
 
 
 def _stall(console, s):
@@ -98,15 +101,16 @@ def _stall(console, s):
     console.print("\n".join(lines))
 
 
-def _flows(console, flows):
+def _flows(console, flows: list[dict], stalled: int):
+    """The first FLOW_ROWS stalled connections, of `stalled`."""
     table = Table(title="stalled connections", show_lines=False)
     for col in ("flow", "client", "server", "packets", "state", "max idle", "verdict"):
         table.add_column(col)
-    for f in flows[:FLOW_ROWS]:
+    for f in flows:
         table.add_row(str(f["flow_id"]), escape(f["client"]), escape(f["server"]), str(f["packets"]),
                       f["state"], f"{f['max_idle_s']:.1f} s",
                       f"[{CLASS_STYLE.get(f['verdict'], '')}]{f['verdict']}[/]")
     console.print(table)
-    if len(flows) > FLOW_ROWS:
-        console.print(f"({len(flows) - FLOW_ROWS} more stalled connections not shown: "
+    if stalled > len(flows):
+        console.print(f"({stalled - len(flows)} more stalled connections not shown: "
                       "`capanalyze flows -f csv` lists every connection)")
