@@ -71,11 +71,10 @@ def match_report(analyses: list) -> list[dict] | None:
     pairs = match_flows(a, b)
     ends_a, ends_b = _endpoints(a.flows), _endpoints(b.flows)
     out = [_pair(ends_a[fa], ends_b[fb], fa, fb) for fa, fb in pairs]
-    # only connections with a stall get evidence from the other side
-    views = [_View(a), _View(b)]
+    view_a, view_b = _View(a), _View(b)
     for fa, fb in pairs:
-        _cross_evidence(views[0], views[1], fa, fb)
-        _cross_evidence(views[1], views[0], fb, fa)
+        _cross_evidence(view_a, view_b, fa, fb)
+        _cross_evidence(view_b, view_a, fb, fa)
     for x, y, col in ((a, b, 0), (b, a, 1)):
         x.flows["matched_flow"] = pd.Series({p[col]: p[1 - col] for p in pairs}, dtype="Int64")
     return out
