@@ -104,7 +104,7 @@ def diagnose(captures: Optional[List[str]] = CapturesArg,
                                                    help="exit 1 if a stall of these classes is found (comma list, or any)"),
              every_stall: bool = typer.Option(False, "--all",
                                               help="text: detail every stall, not only the first "
-                                                   "20 of each class")) -> None:
+                                                   "few of each class")) -> None:
     """Find every stalled connection and explain it: class, evidence, culprit, fix."""
     wanted = _fail_on(fail_on)
     if not captures:

@@ -46,13 +46,11 @@ def table_flows(flows, limit: int) -> tuple[list[dict], str | None]:
     each by flow id, at most `limit`; and what the table leaves out, if anything (stalled
     ones too, once there are more of them than rows)."""
     healthy = np.asarray(flow_column(flows, "verdict"), dtype=object) == "healthy"
-    order = np.lexsort((np.asarray(flow_column(flows, "flow_id"), dtype=np.int64), healthy))
-    shown = order[:limit]
-    if len(order) <= limit:
-        return flows_at(flows, shown.tolist()), None
-    hidden = len(order) - limit
-    stalled = int((~healthy).sum() - (~healthy[shown]).sum())
+    shown = np.lexsort((np.asarray(flow_column(flows, "flow_id"), dtype=np.int64), healthy))[:limit]
+    rows, hidden = flows_at(flows, shown.tolist()), len(healthy) - len(shown)
+    stalled = int((~healthy).sum() - (~healthy[shown]).sum())   # of the hidden
+    if not hidden:
+        return rows, None
     if not stalled:
-        return flows_at(flows, shown.tolist()), f"{hidden} more healthy connections not shown"
-    return (flows_at(flows, shown.tolist()),
-            f"{hidden} more connections not shown: {stalled} stalled, {hidden - stalled} healthy")
+        return rows, f"{hidden} more healthy connections not shown"
+    return rows, f"{hidden} more connections not shown: {stalled} stalled, {hidden - stalled} healthy"

@@ -33,7 +33,7 @@ def render_text(report: dict, color: bool | None = None, every_stall: bool = Fal
     _verdict(console, verdicts)
     if report.get("eviction_threshold"):
         console.print(f"[bold]Eviction threshold:[/] {escape(report['eviction_threshold']['text'])}\n")
-    shown = report["stalls"] if every_stall else detailed(report["stalls"])
+    shown = report["stalls"] if every_stall else _detailed(report["stalls"])
     for stall in shown:
         _stall(console, stall)
     _left_out(console, report["stalls"], shown)
@@ -43,7 +43,7 @@ def render_text(report: dict, color: bool | None = None, every_stall: bool = Fal
     return console.file.getvalue()
 
 
-def detailed(stalls: list[dict]) -> list[dict]:
+def _detailed(stalls: list[dict]) -> list[dict]:
     """The first DETAIL_PER_CLASS stalls of each class, in the report's (time) order."""
     seen: Counter = Counter()
     shown = []
