@@ -16,6 +16,8 @@ from __future__ import annotations
 from bisect import bisect_left
 from dataclasses import dataclass
 from functools import lru_cache
+from itertools import accumulate
+from operator import sub
 
 RTO_MIN = 0.2
 RTO_MAX = 120.0
@@ -51,12 +53,12 @@ def linux_schedule(first_rto: float, retries2: int = LINUX_DEFAULT_RETRIES2) -> 
 def _backoff_times(first_rto: float) -> tuple[float, ...]:
     """The first 64 timer expiries (s after the original): doubling, capped at RTO_MAX.
     Cached: fitting one chain tries every tcp_retries2 against the same expiries."""
-    times, t, rto = [], 0.0, first_rto
-    while len(times) < 64:
-        t += rto
-        times.append(t)
+    intervals, rto = [], first_rto
+    while len(intervals) < 64 and rto != RTO_MAX:
+        intervals.append(rto)
         rto = min(2 * rto, RTO_MAX)
-    return tuple(times)
+    intervals += [RTO_MAX] * (64 - len(intervals))   # capped, it stays capped
+    return tuple(accumulate(intervals))               # summed in order, as t += rto
 
 
 def syn_schedule(first_rto: float = 1.0, retries: int = LINUX_SYN_RETRIES) -> Schedule:
@@ -113,11 +115,14 @@ def _smallest_fitting_retries2(times, first_rto, gave_up) -> int | None:
     (exactly when the sender gave up, at least when the chain was cut short). A larger
     one fits no better: every schedule from the same RTO shares the part seen."""
     expiries = _backoff_times(first_rto)
-    for n in range(1, 31):
-        fired = bisect_left(expiries, linux_budget(n) - 1e-9)   # as in linux_schedule
+    for n, budget in enumerate(_BUDGETS, start=1):
+        fired = bisect_left(expiries, budget)   # as in linux_schedule
         if fired == len(times) or (not gave_up and fired > len(times)):
             return n
     return None
+
+
+_BUDGETS = tuple(linux_budget(n) - 1e-9 for n in range(1, 31))
 
 
 def estimate_first_rto(times: list[float]) -> float:
@@ -140,8 +145,7 @@ def _doubling(first_rto, count):
 
 
 def _error(times, sched):
-    pairs = zip(times, sched.retransmits)
-    return max((abs(a - b) for a, b in pairs), default=0.0)
+    return max(map(abs, map(sub, times, sched.retransmits)), default=0.0)
 
 
 def _tolerance(times):
