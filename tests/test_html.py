@@ -2,7 +2,9 @@
 embedded, every capture-derived string escaped."""
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 import subprocess
 import sys
 from html.parser import HTMLParser
@@ -111,3 +113,47 @@ def test_html_without_packets_still_renders():
     # with only the notable packets, the charts still draw (from the event packets)
     page = render(build(analyses), "html", analyses)
     assert page.count("data:image/png;base64,") == 3
+
+
+def _pair_report():
+    settings = Settings(keep_packets=True)
+    analyses = [analyze(CRAFTED / f"nat_gateway_350s{end}.pcap", settings) for end in ("", ".server")]
+    return build(analyses, match_report(analyses)), analyses
+
+
+TWO_CORES = pytest.mark.skipif(
+    sys.platform != "linux" or len(getattr(os, "sched_getaffinity", lambda _: [])(0)) < 2,
+    reason="charts are drawn by forked workers on Linux with 2+ cores only")
+
+
+@TWO_CORES
+def test_charts_drawn_by_workers_are_the_charts_drawn_one_by_one(monkeypatch):
+    from capanalyze.report import html
+    report, analyses = _pair_report()
+    forked = []
+    real_forked = html._forked
+    monkeypatch.setattr(html, "_forked", lambda jobs: forked.append(len(jobs)) or real_forked(jobs))
+    parallel = render(report, "html", analyses)
+    assert forked and forked[0] >= 4          # two overviews and the stalled connections
+
+    def no_fork(jobs):
+        raise OSError("fork refused")
+    monkeypatch.setattr(html, "_forked", no_fork)
+    assert render(report, "html", analyses) == parallel
+    assert parallel.count("data:image/png;base64,") == forked[0]
+
+
+@TWO_CORES
+def test_a_chart_worker_killed_mid_report_still_gives_every_chart(monkeypatch):
+    from capanalyze.report import html
+    report, analyses = _pair_report()
+    whole = render(report, "html", analyses)
+    parent, real_draw = os.getpid(), html._draw
+
+    def dying(job):   # the OOM killer's way: SIGKILL in a worker
+        if os.getpid() != parent:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return real_draw(job)
+    dying.__module__, dying.__qualname__ = html.__name__, "_draw"   # found by name in the worker
+    monkeypatch.setattr(html, "_draw", dying)
+    assert render(report, "html", analyses) == whole

@@ -9,7 +9,11 @@ from __future__ import annotations
 import base64
 import html
 import io
+import os
+import sys
 from collections import Counter
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 
 from ..evidence import clock, duration
 from . import flow_column, table_flows
@@ -41,7 +45,7 @@ def esc(value) -> str:
 
 
 def render_html(report: dict, analyses=None) -> str:
-    charts = _Charts(analyses)
+    charts = _Charts(analyses, report["stalls"])
     parts = ["<h1>capanalyze report</h1>", _captures(report["captures"]), _summary(report)]
     if report.get("eviction_threshold"):
         parts.append(f"<h2>Eviction threshold</h2><p>{esc(report['eviction_threshold']['text'])}</p>")
@@ -128,33 +132,73 @@ def _badge(cls) -> str:
 
 # ------------------------------------------------------------------ charts
 class _Charts:
-    """Base64 PNG charts; each connection is drawn once, and at most MAX_CHARTS."""
+    """Base64 PNG charts, drawn before the page is laid out: the overview of each
+    capture, and each stalled connection once, in report order, at most MAX_CHARTS."""
 
-    def __init__(self, analyses):
+    def __init__(self, analyses, stalls: list[dict]):
         self.analyses = analyses or []
-        self.drawn: set = set()
-        self.skipped = 0
+        keys, self.skipped = self._planned(stalls)
+        jobs = [("overview", i, None) for i in range(len(self.analyses))]
+        images = _draw_all(self.analyses, jobs + [("flow", c, f) for c, f in keys])
+        self._overviews = images[:len(jobs)]
+        self._flows = dict(zip(keys, images[len(jobs):]))
+
+    def _planned(self, stalls):
+        """The connections charted, and how many stalls went without a chart (limit)."""
+        keys: dict = {}
+        skipped = 0
+        for s in stalls if self.analyses else []:
+            key = (s.get("capture", 0), int(s["flow_id"]))
+            if key in keys or key[0] >= len(self.analyses):
+                continue
+            if len(keys) >= MAX_CHARTS:
+                skipped += 1
+                continue
+            keys[key] = None
+        return list(keys), skipped
 
     def flow(self, capture: int, flow_id: int) -> str:
-        key = (capture, flow_id)
-        if not self.analyses or key in self.drawn or capture >= len(self.analyses):
-            return ""
-        if len(self.drawn) >= MAX_CHARTS:
-            self.skipped += 1
-            return ""
-        self.drawn.add(key)
-        from .. import plot
-        fig = plot.flow_timeline(self.analyses[capture], flow_id)
-        return _img(fig, f"time line of flow {flow_id}")
+        """The connection's chart, at its first stall only."""
+        return self._flows.pop((capture, flow_id), "")
 
     def overviews(self) -> str:
-        if not self.analyses:
-            return ""
-        from .. import plot
-        out = ["<h2>Overview</h2>"]
-        for i, analysis in enumerate(self.analyses):
-            out.append(_img(plot.overview(analysis), f"overview of capture {i}"))
-        return "".join(out)
+        return "<h2>Overview</h2>" + "".join(self._overviews) if self._overviews else ""
+
+
+_JOB_ANALYSES: list = []   # what forked chart workers draw from: inherited, not pickled
+
+
+def _draw_all(analyses, jobs) -> list[str]:
+    """Each chart is 0.1-2 s of matplotlib, so with several, two worker processes
+    forked from this one draw them (Linux; elsewhere, or if a worker dies, one by one)."""
+    global _JOB_ANALYSES
+    if not jobs:
+        return []
+    from .. import plot  # noqa: F401  (imported before the fork: the workers inherit it)
+    _JOB_ANALYSES = analyses
+    try:
+        if sys.platform == "linux" and len(jobs) > 1 and len(os.sched_getaffinity(0)) > 1:
+            try:
+                return _forked(jobs)
+            except (OSError, BrokenProcessPool):
+                pass
+        return [_draw(job) for job in jobs]
+    finally:
+        _JOB_ANALYSES = []
+
+
+def _forked(jobs) -> list[str]:
+    from multiprocessing import get_context
+    with ProcessPoolExecutor(2, mp_context=get_context("fork")) as pool:
+        return list(pool.map(_draw, jobs))
+
+
+def _draw(job) -> str:
+    from .. import plot
+    kind, capture, flow_id = job
+    if kind == "overview":
+        return _img(plot.overview(_JOB_ANALYSES[capture]), f"overview of capture {capture}")
+    return _img(plot.flow_timeline(_JOB_ANALYSES[capture], flow_id), f"time line of flow {flow_id}")
 
 
 def _img(fig, alt: str) -> str:
