@@ -127,6 +127,7 @@ def _cross_evidence(here: _View, there: _View, f_here, f_there):
                 factors.append("answer_black_holed")
                 notes.append("the other vantage shows the answer black-holed: "
                              + there.stalls.at[black[0], "evidence"][1])
+        notes = [n for n in notes if n not in stall["evidence"]]   # matched again: added once
         if notes:
             here.stalls.at[idx, "evidence"] = list(stall["evidence"]) + notes
             here.stalls.at[idx, "factors"] = list(stall["factors"]) + factors

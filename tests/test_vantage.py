@@ -37,3 +37,19 @@ def test_connections_without_handshake_match_on_port_start_and_bytes(tmp_path):
     assert report["matches"][0]["note"] == ("10.0.0.5:40000 -> 203.0.113.9:443 in capture 0 is "
                                             "198.51.100.7:60000 -> 203.0.113.9:443 in capture 1 "
                                             "(rewritten by NAT)")
+
+
+def test_matching_the_same_vantages_again_adds_their_evidence_once():
+    from pathlib import Path
+
+    from capanalyze.pipeline import Settings, analyze
+    from capanalyze.report import build
+    from capanalyze.vantage import match_report
+
+    crafted = Path(__file__).resolve().parents[1] / "sample_pcaps" / "crafted"
+    analyses = [analyze(crafted / f"nat_gateway_350s{end}.pcap", Settings())
+                for end in ("", ".server")]
+    first = build(analyses, match_report(analyses))
+    crossed = [s for s in first["stalls"] if any("other vantage" in e for e in s["evidence"])]
+    assert crossed   # the pair's stalls do carry what the other side saw
+    assert build(analyses, match_report(analyses)) == first   # a notebook may match again
