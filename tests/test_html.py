@@ -157,3 +157,24 @@ def test_a_chart_worker_killed_mid_report_still_gives_every_chart(monkeypatch):
     dying.__module__, dying.__qualname__ = html.__name__, "_draw"   # found by name in the worker
     monkeypatch.setattr(html, "_draw", dying)
     assert render(report, "html", analyses) == whole
+
+
+def test_a_process_with_other_threads_is_not_forked(monkeypatch):
+    """A Jupyter kernel runs threads; a lock one holds at a fork would stay held in the
+    workers, so its report's charts are drawn one by one."""
+    import threading
+
+    from capanalyze.report import html
+    report, analyses = _pair_report()
+    forked = []
+    monkeypatch.setattr(html, "_forked", lambda jobs: forked.append(len(jobs)) or [])
+    stop = threading.Event()
+    other = threading.Thread(target=stop.wait)
+    other.start()
+    try:
+        page = render(report, "html", analyses)
+    finally:
+        stop.set()
+        other.join()
+    assert not forked
+    assert page.count("data:image/png;base64,") >= 4

@@ -11,6 +11,7 @@ import html
 import io
 import os
 import sys
+import threading
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -170,14 +171,16 @@ _JOB_ANALYSES: list = []   # what forked chart workers draw from: inherited, not
 
 def _draw_all(analyses, jobs) -> list[str]:
     """Each chart is 0.1-2 s of matplotlib, so with several, two worker processes
-    forked from this one draw them (Linux; elsewhere, or if a worker dies, one by one)."""
+    forked from this one draw them. One by one instead off Linux, on one core, if a
+    worker dies, or if this process runs other threads (a Jupyter kernel): a lock one of
+    them holds at the fork would stay held in the workers."""
     global _JOB_ANALYSES
     if not jobs:
         return []
     from .. import plot  # noqa: F401  (imported before the fork: the workers inherit it)
     _JOB_ANALYSES = analyses
     try:
-        if sys.platform == "linux" and len(jobs) > 1 and len(os.sched_getaffinity(0)) > 1:
+        if _can_fork(len(jobs)):
             try:
                 return _forked(jobs)
             except (OSError, BrokenProcessPool):
@@ -185,6 +188,11 @@ def _draw_all(analyses, jobs) -> list[str]:
         return [_draw(job) for job in jobs]
     finally:
         _JOB_ANALYSES = []
+
+
+def _can_fork(n_jobs: int) -> bool:
+    return (sys.platform == "linux" and n_jobs > 1 and threading.active_count() == 1
+            and len(os.sched_getaffinity(0)) > 1)
 
 
 def _forked(jobs) -> list[str]:
