@@ -43,10 +43,16 @@ class Schedule:
 def linux_schedule(first_rto: float, retries2: int = LINUX_DEFAULT_RETRIES2) -> Schedule:
     """Retransmission times Linux produces from a first RTO, until tcp_retries2 gives up."""
     times = _backoff_times(first_rto)
-    k = bisect_left(times, linux_budget(retries2) - 1e-9)  # the timer that gives up
+    k = _retransmitting_timers(times, retries2)   # the next timer gives up
     if k < len(times):
         return Schedule(list(times[:k]), times[k])
     return Schedule(list(times), times[-1])
+
+
+def _retransmitting_timers(expiries: tuple[float, ...], retries2: int) -> int:
+    """How many of the expiries retransmit before tcp_retries2's budget is spent; the
+    one at the budget gives up (1e-9: a float sum landing on the budget is on it)."""
+    return bisect_left(expiries, linux_budget(retries2) - 1e-9)
 
 
 @lru_cache(maxsize=4096)
@@ -115,14 +121,11 @@ def _smallest_fitting_retries2(times, first_rto, gave_up) -> int | None:
     (exactly when the sender gave up, at least when the chain was cut short). A larger
     one fits no better: every schedule from the same RTO shares the part seen."""
     expiries = _backoff_times(first_rto)
-    for n, budget in enumerate(_BUDGETS, start=1):
-        fired = bisect_left(expiries, budget)   # as in linux_schedule
+    for n in range(1, 31):
+        fired = _retransmitting_timers(expiries, n)
         if fired == len(times) or (not gave_up and fired > len(times)):
             return n
     return None
-
-
-_BUDGETS = tuple(linux_budget(n) - 1e-9 for n in range(1, 31))
 
 
 def estimate_first_rto(times: list[float]) -> float:
