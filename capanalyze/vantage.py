@@ -75,7 +75,7 @@ def match_report(analyses: list) -> list[dict] | None:
     for fa, fb in pairs:
         _cross_evidence(view_a, view_b, fa, fb)
         _cross_evidence(view_b, view_a, fb, fa)
-    for x, y, col in ((a, b, 0), (b, a, 1)):
+    for x, col in ((a, 0), (b, 1)):
         x.flows["matched_flow"] = pd.Series({p[col]: p[1 - col] for p in pairs}, dtype="Int64")
     return out
 

@@ -3,9 +3,14 @@ where no handshake was captured on the server port, the start time and the bytes
 client sent, only when exactly one connection of the other side fits."""
 from __future__ import annotations
 
+from pathlib import Path
+
 from helpers import diagnose_json
 
 from capanalyze.craft import Conversation, write_pcap
+from capanalyze.pipeline import Settings, analyze
+from capanalyze.report import build
+from capanalyze.vantage import match_report
 
 T0 = 1_700_000_000.0
 
@@ -40,12 +45,6 @@ def test_connections_without_handshake_match_on_port_start_and_bytes(tmp_path):
 
 
 def test_matching_the_same_vantages_again_adds_their_evidence_once():
-    from pathlib import Path
-
-    from capanalyze.pipeline import Settings, analyze
-    from capanalyze.report import build
-    from capanalyze.vantage import match_report
-
     crafted = Path(__file__).resolve().parents[1] / "sample_pcaps" / "crafted"
     analyses = [analyze(crafted / f"nat_gateway_350s{end}.pcap", Settings())
                 for end in ("", ".server")]
