@@ -50,6 +50,19 @@ def test_markdown_report_names_frames_filter_and_fix():
     assert "TCP_KEEPIDLE" in md and "924.6 s" in md
 
 
+def test_a_saved_json_report_renders_as_the_diagnose_command_does():
+    """The reports render the JSON report's dict, so a report kept in a ticket as JSON
+    can be turned into Markdown or text later, without the capture (HTML too, without
+    the charts, which need the packets)."""
+    from capanalyze.report import render
+
+    saved = json.loads(run_cli("diagnose", str(REDIS), "-f", "json").stdout)
+    for fmt in ("md", "text"):
+        assert render(saved, fmt) == run_cli("diagnose", str(REDIS), "-f", fmt).stdout
+    page = render(saved, "html")
+    assert "silent_middlebox_eviction" in page and "tcp.port==6379" in page and "<img" not in page
+
+
 def test_text_report_writes_to_the_named_file_only(tmp_path):
     out = tmp_path / "report.txt"
     proc = run_cli("diagnose", str(REDIS), "-o", str(out))
