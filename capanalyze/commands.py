@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import sys
 from enum import Enum
+from functools import partial
 from importlib import resources
 from pathlib import Path
 from typing import List, Optional
@@ -42,34 +43,45 @@ def _settings(idle_timeout, min_stall, gap, keep_packets=False, keep_flows=None,
                     keep_packets=keep_packets, keep_flows=keep_flows, slim_notable=slim)
 
 
-def _with_stalled_packets(captures, settings):
-    """Analyses whose packet tables hold the stalled connections, for charts. A file is
-    read twice (diagnose, then keep only those flows) so memory stays small; stdin can
-    be read once only, so it keeps every packet."""
+def _first_read(captures, settings, charts: bool = False):
+    """The analyses. stdin can be read once only: for charts it keeps every packet."""
     from dataclasses import replace
 
-    if "-" in captures:
-        return _analyze_all(captures, replace(settings, keep_packets=True))
-    first = _analyze_all(captures, settings)
-    return [_analyze_all([path], replace(settings, keep_packets=True,
-                                        keep_flows=frozenset(a.stalls["flow_id"].tolist())))[0]
-            for path, a in zip(captures, first)]
+    if charts and "-" in captures:
+        settings = replace(settings, keep_packets=True)
+    return _analyze_all(captures, settings)
+
+
+def _with_packets(captures, analyses, flows_of, overview: bool = False):
+    """The analyses with the packets of connections `flows_of[i]` of capture i (and the
+    overview's idle gaps), for charts: a file is read again for them, so memory stays
+    small. An analysis that kept its packets (stdin) is as it is."""
+    from .pipeline import with_packets
+    from .plot.gantt import overview_rows
+
+    def run(path, a, flows):
+        gap_flows = overview_rows(a) if overview else ()
+        return _with_progress(path, partial(with_packets, path, a, flows, gap_flows))
+
+    return [a if a.packets is not None else run(path, a, flows)
+            for path, a, flows in zip(captures, analyses, flows_of)]
 
 
 def _analyze_all(captures, settings):
     from .pipeline import analyze, one_shot_process
     one_shot_process()
-    return [_analyze_one(path, settings, analyze) for path in captures]
+    return [_with_progress(path, partial(analyze, path, settings)) for path in captures]
 
 
-def _analyze_one(path, settings, analyze):
+def _with_progress(path, run):
+    """`run(progress)`, with a progress bar on a terminal."""
     if not sys.stderr.isatty() or path == "-":
-        return analyze(path, settings)
+        return run(None)
     from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
     with Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(),
                   TimeRemainingColumn(), transient=True, console=_stderr_console()) as bar:
         task = bar.add_task(f"reading {Path(path).name}", total=None)
-        return analyze(path, settings, progress=lambda done, total: bar.update(task, completed=done, total=total))
+        return run(lambda done, total: bar.update(task, completed=done, total=total))
 
 
 def _stderr_console():
@@ -114,9 +126,12 @@ def diagnose(captures: Optional[List[str]] = CapturesArg,
     from .vantage import match_report
 
     settings = _settings(idle_timeout, min_stall, gap, slim=True)   # reports: no packet table
-    analyses = (_with_stalled_packets(captures, settings) if format is ReportFormat.html
-                else _analyze_all(captures, settings))
+    html = format is ReportFormat.html
+    analyses = _first_read(captures, settings, charts=html)
     report = build(analyses, match_report(analyses))
+    if html:
+        from .report.html import charted_flows
+        analyses = _with_packets(captures, analyses, charted_flows(report, len(analyses)), overview=True)
     write_output(pieces(report, format.value, analyses, every_stall), output)
     if wanted and any(s["class"] in wanted for s in report["stalls"]):
         raise typer.Exit(1)
@@ -223,18 +238,20 @@ def plot(capture: str = typer.Argument(..., help="capture file, or - for stdin")
     from . import plot as plots
 
     settings = _settings(idle_timeout, min_stall, 1.0)
-    if overview:
-        fig = plots.overview(_analyze_all([capture], settings)[0])
+    if overview:   # every idle gap of the rows drawn (the diagnosis keeps fewer)
+        analysis = _first_read([capture], settings, charts=True)[0]
+        fig = plots.overview(_with_packets([capture], [analysis], [[]], overview=True)[0])
     elif flow and not stalls:
         keep = _settings(idle_timeout, min_stall, 1.0, keep_packets=True, keep_flows=frozenset(flow))
         analysis = _analyze_all([capture], keep)[0]
         _check_flows(analysis, list(flow))
         fig = plots.flows_figure(analysis, list(flow))
     else:
-        analysis = _with_stalled_packets([capture], settings)[0]
+        analysis = _first_read([capture], settings, charts=True)[0]
         ids = sorted(set(analysis.stalls["flow_id"].tolist()))
         if not ids:
             raise CaptureError("no stalled connection to draw; name one with --flow ID")
+        analysis = _with_packets([capture], [analysis], [ids[:plots.MAX_PANELS]])[0]
         fig = plots.flows_figure(analysis, ids)
     plots.save(fig, output)
     print(f"capanalyze: wrote {output}", file=sys.stderr)

@@ -115,6 +115,32 @@ def test_html_without_packets_still_renders():
     assert page.count("data:image/png;base64,") == 3
 
 
+@pytest.mark.parametrize("name", ["lab/mixed.client.pcap", "crafted/redis_retries2_924s.pcap"])
+def test_a_second_read_for_the_charts_gives_the_charts_of_the_whole_packet_table(name):
+    """`diagnose -f html` diagnoses once, then reads the capture again for the packets
+    of the connections it charts and every idle gap of those and of the overview's rows.
+    Its page must be the page drawn from the whole packet table. Small chunks, so the
+    connections' state crosses chunks in the second read too."""
+    from capanalyze.pipeline import with_packets
+    from capanalyze.plot.gantt import overview_rows
+    from capanalyze.report.html import charted_flows
+
+    path = CRAFTED.parent / name
+    whole = [analyze(path, Settings(keep_packets=True))]
+    first = [analyze(path, Settings(slim_notable=True, chunk_bytes=4096))]
+    report = build(first)
+    assert report == build(whole)
+    [flows] = charted_flows(report, 1)
+    assert flows and len(flows) < len(first[0].flows)
+    gap_flows = overview_rows(first[0], max_rows=5)
+    second = with_packets(path, first[0], flows, gap_flows)
+    assert sorted(set(second.packets["flow_id"])) == sorted(flows)
+    wanted = set(flows) | set(gap_flows)
+    of = whole[0].gaps[whole[0].gaps["flow_id"].isin(wanted)].reset_index(drop=True)
+    assert second.gaps[second.gaps["flow_id"].isin(wanted)].reset_index(drop=True).equals(of)
+    assert render(report, "html", [second]) == render(report, "html", whole)
+
+
 def _pair_report():
     settings = Settings(keep_packets=True)
     analyses = [analyze(CRAFTED / f"nat_gateway_350s{end}.pcap", settings) for end in ("", ".server")]

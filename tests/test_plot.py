@@ -206,6 +206,18 @@ def _container_gid(container):
     return container.patches[0].get_gid() if container.patches else None
 
 
+def test_cli_overview_draws_every_idle_gap_as_the_notebook_does(tmp_path):
+    """The CLI diagnosis keeps only the idle gaps it reads; its overview drew only
+    those (5 of the 107 gaps long enough to show on this capture's rows)."""
+    capture = CRAFTED.parent / "lab" / "mixed.client.pcap"
+    cli, notebook = tmp_path / "cli.png", tmp_path / "notebook.png"
+    run = subprocess.run([sys.executable, "-m", "capanalyze", "plot", str(capture), "--overview",
+                          "-o", str(cli)], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    plot.save(capanalyze.load(capture).plot_overview(), notebook)
+    assert cli.read_bytes() == notebook.read_bytes()
+
+
 def test_overview_caps_rows(nlb):
     fig = plot.overview(nlb.main, max_rows=1)
     ax = fig.axes[0]

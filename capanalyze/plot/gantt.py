@@ -40,6 +40,11 @@ def draw_overview(analysis, max_rows: int = 200):
     return fig
 
 
+def overview_rows(analysis, max_rows: int = 200) -> list[int]:
+    """The connections the overview draws (their idle gaps, every one, are drawn)."""
+    return _ordered(analysis.flows).index[:max_rows].tolist()
+
+
 def _ordered(flows: pd.DataFrame) -> pd.DataFrame:
     rank = flows["verdict"].map({v: i for i, v in enumerate(SEVERITY)}).fillna(len(SEVERITY) - 1.5)
     return flows.assign(_rank=rank).sort_values(["_rank", "start_ts"], kind="stable")

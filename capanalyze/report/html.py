@@ -132,31 +132,41 @@ def _badge(cls) -> str:
 
 
 # ------------------------------------------------------------------ charts
+def charted_flows(report: dict, n_captures: int) -> list[list[int]]:
+    """The connections of each capture the report will chart: those whose packets it
+    needs (capanalyze diagnose reads them again from the capture)."""
+    flows: list[list[int]] = [[] for _ in range(n_captures)]
+    for capture, flow_id in _planned(report["stalls"], n_captures)[0]:
+        flows[capture].append(flow_id)
+    return flows
+
+
+def _planned(stalls: list[dict], n_captures: int):
+    """The (capture, flow) charted, and how many stalls went without a chart (limit)."""
+    keys: dict = {}
+    skipped = 0
+    for s in stalls if n_captures else []:
+        key = (s.get("capture", 0), int(s["flow_id"]))
+        if key in keys or key[0] >= n_captures:
+            continue
+        if len(keys) >= MAX_CHARTS:
+            skipped += 1
+            continue
+        keys[key] = None
+    return list(keys), skipped
+
+
 class _Charts:
     """Base64 PNG charts, drawn before the page is laid out: the overview of each
     capture, and each stalled connection once, in report order, at most MAX_CHARTS."""
 
     def __init__(self, analyses, stalls: list[dict]):
         self.analyses = analyses or []
-        keys, self.skipped = self._planned(stalls)
+        keys, self.skipped = _planned(stalls, len(self.analyses))
         jobs = [("overview", i, None) for i in range(len(self.analyses))]
         images = _draw_all(self.analyses, jobs + [("flow", c, f) for c, f in keys])
         self._overviews = images[:len(jobs)]
         self._flows = dict(zip(keys, images[len(jobs):]))
-
-    def _planned(self, stalls):
-        """The connections charted, and how many stalls went without a chart (limit)."""
-        keys: dict = {}
-        skipped = 0
-        for s in stalls if self.analyses else []:
-            key = (s.get("capture", 0), int(s["flow_id"]))
-            if key in keys or key[0] >= len(self.analyses):
-                continue
-            if len(keys) >= MAX_CHARTS:
-                skipped += 1
-                continue
-            keys[key] = None
-        return list(keys), skipped
 
     def flow(self, capture: int, flow_id: int) -> str:
         """The connection's chart, at its first stall only."""
