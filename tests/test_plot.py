@@ -218,6 +218,23 @@ def test_cli_overview_draws_every_idle_gap_as_the_notebook_does(tmp_path):
     assert cli.read_bytes() == notebook.read_bytes()
 
 
+def test_capture_without_a_connection_is_charted_without_warnings(tmp_path):
+    """A capture of UDP only: the overview is an empty chart that says so. Matplotlib
+    warned on stderr about its zero-height y range."""
+    from scapy.all import IP, UDP, Ether, wrpcap
+    capture = tmp_path / "dns.pcap"
+    packet = Ether() / IP(src="10.0.0.1", dst="10.0.0.53") / UDP(sport=40000, dport=53)
+    packet.time = 1_700_000_000
+    wrpcap(str(capture), [packet])
+    for command, out in (["plot", "--overview"], tmp_path / "o.png"), (["diagnose", "-f", "html"], tmp_path / "r.html"):
+        run = subprocess.run([sys.executable, "-m", "capanalyze", command[0], str(capture), *command[1:],
+                              "-o", str(out)], capture_output=True, text=True)
+        assert run.returncode == 0, run.stderr
+        assert run.stderr == f"capanalyze: wrote {out}\n"
+    ax = plot.overview(capanalyze.load(capture).main).axes[0]
+    assert ax.get_title(loc="left") == "dns.pcap: 0 connections, 0 stalled"
+
+
 def test_overview_caps_rows(nlb):
     fig = plot.overview(nlb.main, max_rows=1)
     ax = fig.axes[0]

@@ -89,7 +89,7 @@ def _rsts(ax, rsts, row_of, t0):
 
 def _axes(ax, fig, analysis, shown, total, t0):
     n = len(shown)
-    ax.set_ylim(n - 0.5, -0.5)
+    ax.set_ylim(max(n, 1) - 0.5, -0.5)   # no connection: one empty row, not a zero range
     small = n > 40
     labels = [plain(f"{fid}: {c} → {s}") if n <= 120 else str(fid)
               for fid, c, s in zip(shown["flow_id"], shown["client"], shown["server"])]
