@@ -14,6 +14,7 @@ from matplotlib.figure import Figure
 from ..errors import CaptureError
 
 MAX_PANELS = 12
+OVERVIEW_ROWS = 200
 
 
 class Chart(Figure):
@@ -60,7 +61,7 @@ def flows_figure(analysis, flow_ids) -> Figure:
     return fig
 
 
-def overview(analysis, max_rows: int = 200) -> Figure:
+def overview(analysis, max_rows: int = OVERVIEW_ROWS) -> Figure:
     """Every connection as a bar from start to end; stalls coloured by class."""
     from .gantt import draw_overview
     return draw_overview(analysis, max_rows)
@@ -97,4 +98,4 @@ def _legend(ax, handles: dict) -> None:
               frameon=False)
 
 
-__all__ = ["flow_timeline", "flows_figure", "overview", "save", "Chart", "MAX_PANELS"]
+__all__ = ["flow_timeline", "flows_figure", "overview", "save", "Chart", "MAX_PANELS", "OVERVIEW_ROWS"]

@@ -12,14 +12,14 @@ import pandas as pd
 from matplotlib.patches import Patch
 
 from ..evidence import utc_text
-from . import style
+from . import OVERVIEW_ROWS, style
 from .style import plain
 
 SEVERITY = ["silent_middlebox_eviction", "missing_keepalive", "middlebox_cut",
             "peer_unreachable", "app_slowness", "healthy"]
 
 
-def draw_overview(analysis, max_rows: int = 200):
+def draw_overview(analysis, max_rows: int = OVERVIEW_ROWS):
     from . import new_figure
 
     flows = _ordered(analysis.flows)
@@ -40,7 +40,7 @@ def draw_overview(analysis, max_rows: int = 200):
     return fig
 
 
-def overview_rows(analysis, max_rows: int = 200) -> list[int]:
+def overview_rows(analysis, max_rows: int = OVERVIEW_ROWS) -> list[int]:
     """The connections the overview draws (their idle gaps, every one, are drawn)."""
     return _ordered(analysis.flows).index[:max_rows].tolist()
 
