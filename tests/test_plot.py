@@ -202,6 +202,18 @@ def test_overview_one_row_per_connection(name):
     assert first == stalled
 
 
+def test_overview_draws_the_silence_until_the_capture_ends(redis):
+    """The stalled Redis connection never closed: its row is idle from the last request,
+    through the retransmissions, to the end of the capture (the reconnect)."""
+    ax = redis.plot_overview().axes[0]
+    [gaps] = [c for c in ax.collections if c.get_gid() == "gaps"]
+    row0 = [path.vertices for path in gaps.get_paths() if abs(path.vertices[:, 1].mean()) < 0.3]
+    span = redis.main.info.last_ts - redis.main.info.first_ts
+    assert min(v[:, 0].min() for v in row0) < 2.0          # the request was ACKed at 1.5 s
+    assert max(v[:, 0].max() for v in row0) == pytest.approx(span, abs=1e-6)
+    assert sum(np.ptp(v[:, 0]) for v in row0) > 0.95 * span   # all but the shortest backoff intervals
+
+
 def _container_gid(container):
     return container.patches[0].get_gid() if container.patches else None
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from matplotlib.collections import PolyCollection
 from matplotlib.patches import Patch
 
 from ..evidence import utc_text
@@ -65,10 +66,17 @@ def _gaps(ax, gaps, shown, row_of, t0, min_s):
     ends = shown.loc[g["flow_id"], "end_ts"].to_numpy(float)
     closed = (shown.loc[g["flow_id"], "state"] != "open").to_numpy()
     g = g[~(closed & (g["start_ts"].to_numpy(float) >= ends - 1e-9))]
-    if len(g):
-        ax.barh(row_of[g["flow_id"]].to_numpy(), g["duration_s"].to_numpy(float),
-                left=g["start_ts"].to_numpy(float) - t0, height=0.55, color="#e4e8ec",
-                edgecolor="none", gid="gaps", zorder=1.5)
+    if len(g):   # one collection: as ~1000 bar patches they took a third of the chart's time
+        ax.add_collection(PolyCollection(
+            _rectangles(row_of[g["flow_id"]].to_numpy(float), g["start_ts"].to_numpy(float) - t0,
+                        g["duration_s"].to_numpy(float), height=0.55),
+            facecolors="#e4e8ec", edgecolors="none", gid="gaps", zorder=1.5))
+
+
+def _rectangles(rows, left, width, height):
+    """Corners of horizontal bars centred on `rows`, as PolyCollection vertices."""
+    lo, hi, right = rows - height / 2, rows + height / 2, left + width
+    return np.stack([np.c_[left, lo], np.c_[left, hi], np.c_[right, hi], np.c_[right, lo]], axis=1)
 
 
 def _stalls(ax, stalls, row_of, t0):
