@@ -160,10 +160,11 @@ def packets(capture: str = typer.Argument(..., help="capture file, or - for stdi
             format: TableFormat = typer.Option(TableFormat.csv, "--format", "-f"),
             output: Optional[Path] = typer.Option(None, "--output", "-o")) -> None:
     """The packet table with connection and TCP event columns (csv, json or parquet)."""
-    analysis = _analyze_all([capture], _settings(None, 5.0, 1.0, keep_packets=True))[0]
-    table = analysis.packets
+    keep = frozenset(flow) if flow else None   # one connection of a multi-GB capture: its rows only
+    analysis = _analyze_all([capture], _settings(None, 5.0, 1.0, keep_packets=True, keep_flows=keep))[0]
     if flow:
-        table = table[table["flow_id"].isin(flow)]
+        _check_flows(analysis, list(flow))
+    table = analysis.packets
     _export(table.drop(columns=["events"]), TableFormat.csv if format is TableFormat.table else format, output)
 
 
