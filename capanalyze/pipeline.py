@@ -86,15 +86,11 @@ def analyze(source, settings: Settings | None = None, progress=None) -> Analysis
     state = events.TcpState(settings.gap_s, spill_gaps=not settings.keep_packets)
     kept, notable = spill.RowBuffer(), spill.RowBuffer(spill=not settings.keep_packets)
 
-    for cols in _prefetch(reader.columns()):
-        assign_flows(reader.add_codes(cols), keys)   # here: the reader thread is the busier one
-        cols.update(events.run(cols, state, int(keys.count[0])))
+    for cols in _with_events(reader, keys, state, progress):
         # positions, not a mask: ~2 % of rows are notable, and a mask is walked per column
         notable.append(cols, np.flatnonzero(events.notable_mask(cols["events"])))
         if settings.keep_packets:
             kept.append(cols, _rows_of(cols, settings.keep_flows))
-        if progress:
-            progress(reader.info.bytes_read, reader.info.bytes_total)
     release_freed_memory(after_loop=True)
     info = reader.info
     n_flows = int(keys.count[0])
@@ -118,30 +114,35 @@ def with_packets(source, analysis: Analysis, flows, gap_flows=(), progress=None)
     packets with 254k connections this read took about a third of a full one."""
     reader = _open(source, analysis.settings)
     jit.choose(reader.info.bytes_total)
-    n_known = len(analysis.flows)
-    wanted, charted = _lookup(set(flows) | set(gap_flows), n_known), _lookup(flows, n_known)
+    wanted, charted = frozenset(flows) | frozenset(gap_flows), frozenset(flows)
     keys, state, kept = FlowKeys(), events.TcpState(analysis.settings.gap_s), spill.RowBuffer()
-    for cols in _prefetch(reader.columns()):
-        assign_flows(reader.add_codes(cols), keys)
-        ids = np.minimum(cols["flow_id"], n_known)   # a capture still being written grew
-        rows = np.flatnonzero(wanted[ids])
-        cols = {name: column[rows] for name, column in cols.items()}
-        cols.update(events.run(cols, state, int(keys.count[0])))
-        kept.append(cols, np.flatnonzero(charted[ids[rows]]))
-        if progress:
-            progress(reader.info.bytes_read, reader.info.bytes_total)
+    for cols in _with_events(reader, keys, state, progress, only=wanted):
+        kept.append(cols, _rows_of(cols, charted))
     state.finish(int(keys.count[0]), reader.info.last_ts_ns or 0)
-    gaps = _every_gap_of(np.flatnonzero(wanted), analysis.gaps,
-                         timeline.gaps_table(state.gap_records(), state.high_ack))
+    gaps = _every_gap_of(wanted, analysis.gaps, timeline.gaps_table(state.gap_records(), state.high_ack))
     state.release()
     return replace(analysis, packets=packet_table(kept.arrays(), reader), gaps=gaps,
-                   settings=replace(analysis.settings, keep_packets=True, keep_flows=frozenset(flows)))
+                   settings=replace(analysis.settings, keep_packets=True, keep_flows=charted))
 
 
-def _every_gap_of(flows: np.ndarray, gaps: pd.DataFrame, every: pd.DataFrame) -> pd.DataFrame:
+def _with_events(reader, keys: FlowKeys, state, progress=None, only: frozenset | None = None):
+    """Each chunk's columns with the connection and TCP event columns added; with
+    `only`, just the rows of those connections go through the rules and are given."""
+    for cols in _prefetch(reader.columns()):
+        assign_flows(reader.add_codes(cols), keys)   # here: the reader thread is the busier one
+        if only is not None:
+            rows = _rows_of(cols, only)
+            cols = {name: column[rows] for name, column in cols.items()}
+        cols.update(events.run(cols, state, int(keys.count[0])))
+        yield cols
+        if progress:
+            progress(reader.info.bytes_read, reader.info.bytes_total)
+
+
+def _every_gap_of(flows: frozenset, gaps: pd.DataFrame, every: pd.DataFrame) -> pd.DataFrame:
     """`gaps` with those of `flows` replaced by `every` one of theirs, in the gap table's
     order (connection, then time)."""
-    gaps = pd.concat([gaps[~gaps["flow_id"].isin(flows)], every], ignore_index=True)
+    gaps = pd.concat([gaps[~gaps["flow_id"].isin(list(flows))], every], ignore_index=True)
     order = np.lexsort((gaps["start_ts"].to_numpy(), gaps["flow_id"].to_numpy()))
     return gaps.take(order).reset_index(drop=True)
 
@@ -149,14 +150,6 @@ def _every_gap_of(flows: np.ndarray, gaps: pd.DataFrame, every: pd.DataFrame) ->
 def _open(source, settings: Settings):
     kwargs = {"chunk_bytes": settings.chunk_bytes} if settings.chunk_bytes else {}
     return open_capture(source, **kwargs)
-
-
-def _lookup(flows, n_known: int) -> np.ndarray:
-    """flow_id -> wanted, with one more slot for connections the first read did not see."""
-    wanted = np.zeros(n_known + 1, bool)
-    ids = np.fromiter(flows, np.int64, len(flows))
-    wanted[ids[(ids >= 0) & (ids < n_known)]] = True
-    return wanted
 
 
 def _rows_of(cols: dict, flows: frozenset | None) -> np.ndarray | None:
