@@ -139,10 +139,12 @@ class Flow:
         return flow_timeline(self.analysis, self.flow_id, **kwargs)
 
     def _repr_html_(self) -> str:
+        from .report import idle_text
+
         r = self.row
         return (f"<b>Flow {self.flow_id}</b> {html.escape(str(r.client))} &rarr; "
                 f"{html.escape(str(r.server))}: {html.escape(self.verdict)}, {r.packets} packets, "
-                f"max idle {r.max_idle_s:.1f} s" + self.stalls[["class", "confidence", "duration_s"]].to_html())
+                f"max idle {idle_text(r.max_idle_s, r.idle_at_end_s)}" + self.stalls[["class", "confidence", "duration_s"]].to_html())
 
     def __repr__(self) -> str:
         return f"<Flow {self.flow_id} {self.row.client} -> {self.row.server}: {self.verdict}>"

@@ -210,15 +210,21 @@ def _rich_flows(table) -> str:
     from rich.markup import escape
     from rich.table import Table
 
+    from .report import idle_text
+    from .report.text import print_whole
+
     out = Table(title=f"{len(table)} connections")
     for name, header in FLOW_TABLE:
         out.add_column(header, no_wrap=name in ("client", "server", "verdict"),
                        justify="right" if table[name].dtype.kind in "iuf" else "left")
-    for row in table[[name for name, _ in FLOW_TABLE]].head(TABLE_ROWS).itertuples(index=False):
-        out.add_row(*(escape(f"{v:.1f}" if isinstance(v, float) else str(v)) for v in row))
+    shown = table.head(TABLE_ROWS)
+    idle = [idle_text(m, e, unit="") for m, e in zip(shown["max_idle_s"], shown["idle_at_end_s"])]
+    for row, idle_cell in zip(shown[[name for name, _ in FLOW_TABLE]].itertuples(index=False), idle):
+        cells = [idle_cell if name == "max_idle_s" else v for (name, _), v in zip(FLOW_TABLE, row)]
+        out.add_row(*(escape(f"{v:.1f}" if isinstance(v, float) else str(v)) for v in cells))
     width = max(shutil.get_terminal_size((160, 40)).columns, 120)
     console = Console(file=io.StringIO(), width=width, force_terminal=sys.stdout.isatty())
-    console.print(out)
+    print_whole(console, out)
     if len(table) > TABLE_ROWS:
         console.print(f"({len(table) - TABLE_ROWS} more connections not shown: the first "
                       f"{TABLE_ROWS} are; --format csv, json or parquet writes every one)")

@@ -199,7 +199,7 @@ def address_codes(packets, name: str) -> np.ndarray:
     return packets[name].cat.codes.to_numpy().astype(np.int32)
 
 
-def flows_table(keys: FlowKeys, summary, addresses) -> pd.DataFrame:
+def flows_table(keys: FlowKeys, summary, addresses, capture_end_ns: int) -> pd.DataFrame:
     """One row per connection: endpoints, roles, counts, how it ended, longest idle.
     `summary`: the per-connection state the TCP rules left (events.FlowSummary)."""
     from . import tcpstate as ts
@@ -238,8 +238,20 @@ def flows_table(keys: FlowKeys, summary, addresses) -> pd.DataFrame:
     flows["bytes"] = flows["bytes_c2s"] + flows["bytes_s2c"]
     flows["duration_s"] = flows["end_ts"] - flows["start_ts"]
     flows["state"] = _states(t(ts.T_FIN_FROM), t(ts.T_RST_FROM))
+    flows["idle_at_end_s"] = _idle_at_end(t, capture_end_ns)
     flows["server_data_interval_s"], flows["server_data_cv"] = _cadence(t)
     return flows
+
+
+def _idle_at_end(t, capture_end_ns: int) -> np.ndarray:
+    """Silence from each connection's last packet to the capture's, when nothing closed
+    it: `max_idle_s` counts gaps between packets only, and a connection that hangs until
+    the capture is stopped has none (0 when it was closed or reset)."""
+    from . import tcpstate as ts
+
+    still_open = (t(ts.T_FIN_FROM) != 3) & (t(ts.T_RST_FROM) == 0)
+    silence = np.maximum(capture_end_ns - t(ts.T_LAST_TS), 0) / 1e9
+    return np.where(still_open, silence, 0.0)
 
 
 def _cadence(t):

@@ -96,7 +96,8 @@ def analyze(source, settings: Settings | None = None, progress=None) -> Analysis
     n_flows = int(keys.count[0])
     capture_end = info.last_ts if info.last_ts is not None else 0.0
     summary = state.finish(n_flows, info.last_ts_ns or 0)
-    flows = flows_table(keys, summary, reader.addresses.categories()).set_index("flow_id", drop=False)
+    flows = flows_table(keys, summary, reader.addresses.categories(),
+                        info.last_ts_ns or 0).set_index("flow_id", drop=False)
     del keys, summary
     packets = packet_table(kept.arrays(), reader) if settings.keep_packets else None
     notable_rows = packet_table(notable.arrays(DERIVED_READ if settings.slim_notable else None), reader)

@@ -2,9 +2,13 @@
 scale in sample_pcaps/crafted/, diagnosed through the real command line."""
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import pytest
 
-from helpers import SAMPLES, diagnose_json
+from helpers import SAMPLES, diagnose_json, run_cli
 
 CRAFTED = SAMPLES / "crafted"
 
@@ -107,3 +111,34 @@ def test_fail_on_gives_exit_1_only_for_the_named_classes():
     run_cli("diagnose", path, "--fail-on", "silent_middlebox_eviction", check_exit=0)
     bad = run_cli("diagnose", path, "--fail-on", "nonsense", check_exit=2)
     assert bad.stderr.count("\n") == 1 and "unknown class" in bad.stderr
+
+
+def test_a_connection_that_hung_until_the_capture_ended_shows_that_idle_in_the_tables():
+    # flow 0 waits 1200 s for an answer that never comes, then the capture stops: its
+    # longest gap between packets is 0.1 s, which the tables used to show
+    path = str(CRAFTED / "nat_gateway_350s.pcap")
+    flows = {f["flow_id"]: f for f in diagnose_json(path)["flows"]}
+    assert flows[0]["verdict"] == "missing_keepalive" and flows[0]["max_idle_s"] < 1
+    assert flows[0]["idle_at_end_s"] == pytest.approx(1200.1, abs=0.1)
+    assert flows[1]["idle_at_end_s"] == 0.0 and flows[1]["state"] == "closed"
+
+    text = run_cli("diagnose", path).stdout
+    row = next(line for line in text.splitlines() if "41822" in line and "missing_keepalive" in line)
+    assert "1200.1 s to end" in row
+    markdown = run_cli("diagnose", path, "--format", "md").stdout
+    assert "| open | 1200.1 s to end | 0 | 0 | missing_keepalive |" in markdown
+    table = run_cli("flows", path).stdout
+    assert "1200.1 to end" in table and "300.0" in table
+
+
+def test_the_tables_never_cut_a_verdict_or_a_number():
+    # rich shortened cells to fit: "silent_middlebox_evic…" in the report's table, and
+    # "107…" for 1079.9 s in `flows` on a 120-column terminal
+    path = str(CRAFTED / "nlb_350s.pcap")
+    row = next(line for line in run_cli("diagnose", path).stdout.splitlines() if "│ 10.0.1.50:51514 " in line)
+    assert "1079.9 s" in row and "silent_middlebox_eviction │" in row
+    narrow = subprocess.run([sys.executable, "-m", "capanalyze", "flows", path], capture_output=True,
+                            text=True, env=dict(os.environ, COLUMNS="80"), check=True).stdout
+    rows = [line for line in narrow.splitlines() if "10.0.1.50:" in line]
+    assert "1079.9" in rows[0] and "silent_middlebox_eviction" in rows[0] and "reset by server" in rows[0]
+    assert "10446" in rows[1] and "960.0" in rows[1]

@@ -116,6 +116,34 @@ def test_a_two_hour_idle_connection_is_never_split(analyze_capture):
     assert len(a.gaps) == 1 and a.gaps.loc[0, "duration_s"] == pytest.approx(7199.76, abs=0.01)
 
 
+def test_a_connection_silent_until_the_capture_ends_is_idle_to_the_end(analyze_capture):
+    # max_idle_s counts gaps between packets: a connection that hangs until the capture
+    # is stopped has none, so idle_at_end_s carries that silence, for open and
+    # half-closed connections; a closed or reset one is gone, not idle
+    def conversation(port, start):
+        conv = Conversation((CLIENT[0], port), SERVER)
+        conv.handshake(start)
+        conv.send("c", b"GET", at=start + 0.1)
+        return conv
+
+    hanging, closed, half, reset, last = (conversation(50000 + k, k) for k in range(5))
+    closed.close("c", at=10.0)
+    half.fin("s", at=20.0)
+    reset.rst("c", at=30.0)
+    last.send("s", b"OK", at=400.0)
+    a = analyze_capture(hanging, closed, half, reset, last)
+
+    f = a.flows.set_index("client_port")
+    assert list(f["state"]) == ["open", "closed", "half-closed by server", "reset by client", "open"]
+    capture_end = a.info.last_ts
+    for port in (50000, 50002):
+        assert f.loc[port, "idle_at_end_s"] == pytest.approx(capture_end - f.loc[port, "end_ts"], abs=1e-6)
+    assert 399 < f.loc[50000, "idle_at_end_s"] and f.loc[50000, "max_idle_s"] < 1
+    assert 379 < f.loc[50002, "idle_at_end_s"] < 381
+    assert f.loc[50001, "idle_at_end_s"] == f.loc[50003, "idle_at_end_s"] == 0.0
+    assert f.loc[50004, "idle_at_end_s"] == 0.0   # its last packet ends the capture
+
+
 def test_roles_come_from_the_handshake_not_the_ports(analyze_capture):
     # a client on a low port talking to a server on a high one (e.g. active FTP data)
     conv = Conversation(("192.0.2.10", 20), ("198.51.100.20", 50000))

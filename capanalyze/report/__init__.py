@@ -6,7 +6,8 @@ import numpy as np
 
 from .jsonout import Rows, build, json_pieces, to_json
 
-__all__ = ["build", "flow_column", "flows_at", "pieces", "render", "table_flows", "to_json"]
+__all__ = ["build", "flow_column", "flows_at", "idle_text", "pieces", "render", "table_flows",
+           "to_json"]
 
 
 def render(report: dict, fmt: str, analyses=None, every_stall: bool = False) -> str | bytes:
@@ -39,6 +40,15 @@ def flow_column(flows, name: str) -> list:
 def flows_at(flows, positions: list[int]) -> list[dict]:
     """The report's connection rows at these positions, made alone."""
     return flows.at(positions) if isinstance(flows, Rows) else [flows[i] for i in positions]
+
+
+def idle_text(max_idle_s: float, idle_at_end_s: float, unit: str = " s") -> str:
+    """A connection's longest silence for the tables. One that hung until the capture
+    ended was silent longest at its end, which no gap between its packets shows: a
+    stalled connection listed with "max idle 0.1 s" reads as healthy."""
+    if idle_at_end_s > max_idle_s:
+        return f"{idle_at_end_s:.1f}{unit} to end"
+    return f"{max_idle_s:.1f}{unit}"
 
 
 def table_flows(flows, limit: int) -> tuple[list[dict], str | None]:

@@ -17,7 +17,7 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
 from ..evidence import clock, duration
-from . import flow_column, table_flows
+from . import flow_column, idle_text, table_flows
 
 MAX_CHARTS = 30          # charts are ~60 KB each; past this the report gets heavy
 MAX_FLOW_ROWS = 200
@@ -117,7 +117,7 @@ def _flows(flows: list[dict]) -> str:
     rows = "".join(
         f"<tr><td class='num'>{int(f['flow_id'])}</td><td>{esc(f['client'])}</td><td>{esc(f['server'])}</td>"
         f"<td class='num'>{int(f['packets'])}</td><td>{esc(f['state'])}</td>"
-        f"<td class='num'>{f['max_idle_s']:.1f} s</td><td class='num'>{int(f['keepalives'])}</td>"
+        f"<td class='num'>{idle_text(f['max_idle_s'], f['idle_at_end_s'])}</td><td class='num'>{int(f['keepalives'])}</td>"
         f"<td class='num'>{int(f['retransmissions'])}</td><td>{_badge(f['verdict'])}</td></tr>"
         for f in shown)
     more = f"<p class='muted'>({esc(left_out)})</p>" if left_out else ""

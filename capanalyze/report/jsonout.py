@@ -14,7 +14,7 @@ from .. import __version__
 CAPTURE_FIELDS = ("path", "format", "linktypes", "records", "tcp_packets", "skipped",
                   "warnings", "first_ts", "last_ts")
 FLOW_FIELDS = ("flow_id", "client", "server", "first_frame", "last_frame", "start_ts",
-               "end_ts", "packets", "bytes", "state", "max_idle_s", "keepalives",
+               "end_ts", "packets", "bytes", "state", "max_idle_s", "idle_at_end_s", "keepalives",
                "retransmissions", "rsts", "verdict", "role_inferred", "handshake",
                "zero_windows")
 STALL_FIELDS = ("flow_id", "client", "server", "class", "factors", "confidence", "start_ts",

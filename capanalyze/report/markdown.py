@@ -4,7 +4,7 @@ from __future__ import annotations
 from collections import Counter
 
 from ..evidence import clock, duration
-from . import flow_column, table_flows
+from . import flow_column, idle_text, table_flows
 
 # Enough to stop emphasis, links, tables, code spans and raw HTML from capture strings.
 _MD_SPECIAL = str.maketrans({c: "\\" + c for c in "\\`*_[]|"})
@@ -76,7 +76,7 @@ def _flows(flows: list[dict]) -> list[str]:
     shown, left_out = table_flows(flows, 50)
     for f in shown:
         out.append(f"| {f['flow_id']} | {esc(f['client'])} | {esc(f['server'])} | {f['packets']} | "
-                   f"{f['state']} | {f['max_idle_s']:.1f} s | {f['keepalives']} | "
+                   f"{f['state']} | {idle_text(f['max_idle_s'], f['idle_at_end_s'])} | {f['keepalives']} | "
                    f"{f['retransmissions']} | {f['verdict']} |")
     if left_out:
         out.append(f"\n({left_out})")

@@ -7,10 +7,11 @@ from collections import Counter
 
 from rich.console import Console
 from rich.markup import escape
+from rich.measure import Measurement
 from rich.table import Table
 
 from ..evidence import clock, duration
-from . import flow_column, flows_at
+from . import flow_column, flows_at, idle_text
 
 CLASS_STYLE = {"silent_middlebox_eviction": "bold red", "missing_keepalive": "bold magenta",
                "middlebox_cut": "bold yellow", "peer_unreachable": "bold red",
@@ -101,6 +102,18 @@ def _stall(console, s):
     console.print("\n".join(lines))
 
 
+def print_whole(console, table) -> None:
+    """Print `table` without cutting a cell. rich shortens cells to fit the console
+    ("silent_middlebox_evic…", "107…" for 1079.9 s), so a table wider than the console
+    is printed on a console of its own width, into the same output."""
+    natural = Measurement.get(console, console.options.update_width(10_000), table).maximum
+    if natural <= console.width:
+        console.print(table)
+        return
+    Console(file=console.file, width=natural, force_terminal=console.is_terminal,
+            color_system=console.color_system, highlight=False).print(table)
+
+
 def _flows(console, flows: list[dict], stalled: int):
     """The first FLOW_ROWS stalled connections, of `stalled`."""
     table = Table(title="stalled connections", show_lines=False)
@@ -108,9 +121,9 @@ def _flows(console, flows: list[dict], stalled: int):
         table.add_column(col)
     for f in flows:
         table.add_row(str(f["flow_id"]), escape(f["client"]), escape(f["server"]), str(f["packets"]),
-                      f["state"], f"{f['max_idle_s']:.1f} s",
+                      f["state"], idle_text(f["max_idle_s"], f["idle_at_end_s"]),
                       f"[{CLASS_STYLE.get(f['verdict'], '')}]{f['verdict']}[/]")
-    console.print(table)
+    print_whole(console, table)
     if stalled > len(flows):
         console.print(f"({stalled - len(flows)} more stalled connections not shown: "
                       "`capanalyze flows -f csv` lists every connection)")
