@@ -3,11 +3,11 @@ scale in sample_pcaps/crafted/, diagnosed through the real command line."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 
 import pytest
-
 from helpers import SAMPLES, diagnose_json, run_cli
 
 CRAFTED = SAMPLES / "crafted"
@@ -142,3 +142,17 @@ def test_the_tables_never_cut_a_verdict_or_a_number():
     rows = [line for line in narrow.splitlines() if "10.0.1.50:" in line]
     assert "1079.9" in rows[0] and "silent_middlebox_eviction" in rows[0] and "reset by server" in rows[0]
     assert "10446" in rows[1] and "960.0" in rows[1]
+
+
+def test_the_terminal_report_wraps_each_bullet_with_a_hanging_indent():
+    # rich wrapped at 110 columns flush left, so a bullet's second line read as a new
+    # item, and "1080.0" could end a line with its "s" on the next
+    text = run_cli("diagnose", str(CRAFTED / "nlb_350s.pcap")).stdout
+    lines = [line for line in text.splitlines()
+             if not any(c in line for c in "┃│┏┡└━") and line.strip() != "stalled connections"]
+    assert max(map(len, lines)) <= 110
+    first = next(k for k, line in enumerate(lines) if line.startswith("  - frame 10 "))
+    assert lines[first + 1].startswith("    ") and "no keepalive probes" in lines[first + 1]
+    assert all(line.startswith(("  - ", "    ")) for line in lines[first:first + 4])
+    assert not re.search(r"\d\n *(s|ms|min)\b", text) and not re.search(r"frames?\n", text)
+    assert "  this capture: threshold <= 1079.9 s" in text   # the threshold's second line

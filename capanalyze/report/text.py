@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import io
+import re
 import sys
+import textwrap
 from collections import Counter
 
 from rich.console import Console
@@ -22,18 +24,24 @@ CLASS_STYLE = {"silent_middlebox_eviction": "bold red", "missing_keepalive": "bo
 # names how many it left out (10k stalls took 9 s to lay out and 178k lines to scroll).
 DETAIL_PER_CLASS = 20
 FLOW_ROWS = 40
+WIDTH = 110
+# a number stays on the line of its unit ("1080.0 s"), and a frame on that of its number
+_UNBROKEN = re.compile(r"(?<=\d) (?=(?:s|ms|min|h|bytes|packets|probes)\b)|(?<=\bframes) (?=\d)|(?<=\bframe) (?=\d)")
+_GLUE = "\x00"   # textwrap breaks only at ASCII whitespace
 
 
 def render_text(report: dict, color: bool | None = None, every_stall: bool = False) -> str:
     color = sys.stdout.isatty() if color is None else color
-    console = Console(file=io.StringIO(), force_terminal=color, width=110,
+    console = Console(file=io.StringIO(), force_terminal=color, width=WIDTH,
                       color_system="standard" if color else None, highlight=False)
     for i, cap in enumerate(report["captures"]):
         _capture(console, i, cap)
     verdicts = flow_column(report["flows"], "verdict")
     _verdict(console, verdicts)
     if report.get("eviction_threshold"):
-        console.print(f"[bold]Eviction threshold:[/] {escape(report['eviction_threshold']['text'])}\n")
+        head = "Eviction threshold:"
+        text = wrapped(f"{head} {report['eviction_threshold']['text']}", "  ")
+        console.print(f"[bold]{head}[/]{text[len(head):]}\n", soft_wrap=True)
     shown = report["stalls"] if every_stall else _detailed(report["stalls"])
     for stall in shown:
         _stall(console, stall)
@@ -68,13 +76,15 @@ def _left_out(console, stalls, shown):
 def _capture(console, i, cap):
     span = (f"{clock(cap['first_ts'])}-{clock(cap['last_ts'])} UTC, "
             f"{duration(cap['last_ts'] - cap['first_ts'])}" if cap["first_ts"] else "no packets")
-    console.print(f"[bold]capture {i}:[/] {escape(cap['path'])} ({escape(cap['format'])}, "
-                  f"{escape(', '.join(cap['linktypes']))}), {span}")
-    skipped = ", ".join(f"{n} {escape(r)}" for r, n in sorted(cap["skipped"].items(), key=lambda kv: -kv[1]))
-    console.print(f"  {cap['records']} records: {cap['tcp_packets']} TCP packets analysed"
-                  + (f"; not analysed: {skipped}" if skipped else ""))
+    head = f"capture {i}:"
+    body = wrapped(f"{head} {cap['path']} ({cap['format']}, {', '.join(cap['linktypes'])}), {span}", "  ")
+    console.print(f"[bold]{head}[/]" + body[len(head):], soft_wrap=True)
+    skipped = ", ".join(f"{n} {r}" for r, n in sorted(cap["skipped"].items(), key=lambda kv: -kv[1]))
+    console.print(wrapped(f"  {cap['records']} records: {cap['tcp_packets']} TCP packets analysed"
+                          + (f"; not analysed: {skipped}" if skipped else ""), "    "), soft_wrap=True)
     for w in cap["warnings"]:
-        console.print(f"  [yellow]warning:[/] {escape(w)}")
+        console.print("  [yellow]warning:[/]" + wrapped(f"  warning: {w}", "    ")[len("  warning:"):],
+                      soft_wrap=True)
 
 
 def _verdict(console, verdicts: list[str]):
@@ -87,19 +97,29 @@ def _verdict(console, verdicts: list[str]):
 def _stall(console, s):
     style = CLASS_STYLE.get(s["class"], "bold")
     console.rule(f"[{style}]flow {s['flow_id']}: {s['class']}[/] ({s['confidence']:.2f})", align="left")
-    lines = [f"{escape(s['client'])} -> {escape(s['server'])}   "
-             f"{clock(s['start_ts'])}-{clock(s['end_ts'])} UTC ({duration(s['duration_s'])})"
-             + (f", idle before {duration(s['idle_before_s'])}" if s["idle_before_s"] else ""),
-             f"factors: {', '.join(s['factors']) or '-'}"]
+    lines = [wrapped(f"{s['client']} -> {s['server']}   "
+                     f"{clock(s['start_ts'])}-{clock(s['end_ts'])} UTC ({duration(s['duration_s'])})"
+                     + (f", idle before {duration(s['idle_before_s'])}" if s["idle_before_s"] else ""), "  "),
+             wrapped(f"factors: {', '.join(s['factors']) or '-'}", "  ")]
     if s["culprits"]:
-        lines.append("likely culprit: " + "; ".join(
-            f"{escape(c['name'])} ({c['timeout_s']:g} s)" for c in s["culprits"][:4]))
-    lines += [f"  - {escape(e)}" for e in s["evidence"]]
+        lines.append(wrapped("likely culprit: " + "; ".join(
+            f"{c['name']} ({c['timeout_s']:g} s)" for c in s["culprits"][:4]), "  "))
+    lines += [wrapped(f"  - {e}", "    ") for e in s["evidence"]]
     lines.append("[bold]fix:[/]")
-    lines += [f"  {escape(line)}" for line in s["remedy"].splitlines()]
-    lines.append(f"[dim]wireshark: {escape(s['wireshark_filter'])}[/]\n")
-    # one print per stall: rich's cost is mostly per call (10k stalls: 15 s in ~10 calls each)
-    console.print("\n".join(lines))
+    lines += [wrapped(f"  {line}", "    ") for line in s["remedy"].splitlines()]
+    lines.append(f"[dim]{wrapped('wireshark: ' + s['wireshark_filter'], '  ')}[/]\n")
+    # one print per stall: rich's cost is mostly per call (10k stalls: 15 s in ~10 calls each);
+    # the lines come wrapped with a hanging indent, which rich's own wrapping does not give
+    console.print("\n".join(lines), soft_wrap=True)
+
+
+def wrapped(text: str, indent: str) -> str:
+    """`text` escaped for rich and wrapped at WIDTH, the lines after the first indented
+    by `indent`, so each bullet of evidence reads as one."""
+    glued = _UNBROKEN.sub(_GLUE, text)
+    lines = textwrap.wrap(glued, WIDTH, subsequent_indent=indent, break_long_words=False,
+                          break_on_hyphens=False, drop_whitespace=True) or [""]
+    return escape("\n".join(lines).replace(_GLUE, " "))
 
 
 def print_whole(console, table) -> None:
