@@ -156,3 +156,20 @@ def test_the_terminal_report_wraps_each_bullet_with_a_hanging_indent():
     assert all(line.startswith(("  - ", "    ")) for line in lines[first:first + 4])
     assert not re.search(r"\d\n *(s|ms|min)\b", text) and not re.search(r"frames?\n", text)
     assert "  this capture: threshold <= 1079.9 s" in text   # the threshold's second line
+
+
+def test_two_vantages_name_the_capture_of_each_flow_in_the_terminal_and_markdown():
+    # flow ids count per capture: both vantages have a "flow 0", and the terminal report
+    # named neither's capture
+    pair = (str(CRAFTED / "nat_gateway_350s.pcap"), str(CRAFTED / "nat_gateway_350s.server.pcap"))
+    text = run_cli("diagnose", *pair).stdout
+    assert "flow 0 (capture 0): missing_keepalive" in text
+    assert "flow 0 (capture 1): silent_middlebox_eviction" in text
+    rows = [[cell.strip() for cell in line.split("│")[1:4]] for line in text.splitlines()
+            if line.startswith("│")]
+    assert rows == [["0", "0", "10.0.1.23:41822"], ["0", "1", "10.0.1.23:41830"],
+                    ["1", "0", "198.51.100.7:23415"], ["1", "1", "198.51.100.7:23431"]]
+    markdown = run_cli("diagnose", *pair, "--format", "md").stdout
+    assert "| capture | flow | client |" in markdown
+    assert "| 1 | 0 | 198.51.100.7:23415 | 203.0.113.50:443 | 26 | open |" in markdown
+    assert "| capture |" not in run_cli("diagnose", pair[0], "--format", "md").stdout

@@ -51,12 +51,20 @@ def idle_text(max_idle_s: float, idle_at_end_s: float, unit: str = " s") -> str:
     return f"{max_idle_s:.1f}{unit}"
 
 
+def _captures_of(flows) -> np.ndarray:
+    """Each connection's capture (0 in a report of one capture, which has no such field)."""
+    if isinstance(flows, Rows):
+        return flows.captures()
+    return np.asarray([f.get("capture", 0) for f in flows], dtype=np.int64)
+
+
 def table_flows(flows, limit: int) -> tuple[list[dict], str | None]:
     """The rows of a connections table: stalled connections first, then healthy ones,
-    each by flow id, at most `limit`; and what the table leaves out, if anything (stalled
+    each by capture and flow id, at most `limit`; and what the table leaves out, if anything (stalled
     ones too, once there are more of them than rows)."""
     healthy = np.asarray(flow_column(flows, "verdict"), dtype=object) == "healthy"
-    shown = np.lexsort((np.asarray(flow_column(flows, "flow_id"), dtype=np.int64), healthy))[:limit]
+    shown = np.lexsort((np.asarray(flow_column(flows, "flow_id"), dtype=np.int64),
+                        _captures_of(flows), healthy))[:limit]
     rows, hidden = flows_at(flows, shown.tolist()), len(healthy) - len(shown)
     stalled = int((~healthy).sum() - (~healthy[shown]).sum())   # of the hidden
     if not hidden:

@@ -112,10 +112,12 @@ def _stall(s: dict, charts: "_Charts") -> str:
 
 def _flows(flows: list[dict]) -> str:
     shown, left_out = table_flows(flows, MAX_FLOW_ROWS)
-    head = "".join(f"<th>{h}</th>" for h in ("flow", "client", "server", "packets", "state",
-                                              "max idle", "keepalives", "retrans", "verdict"))
+    vantages = bool(shown) and "capture" in shown[0]
+    head = "".join(f"<th>{h}</th>" for h in ("capture",) * vantages + (
+        "flow", "client", "server", "packets", "state", "max idle", "keepalives", "retrans", "verdict"))
     rows = "".join(
-        f"<tr><td class='num'>{int(f['flow_id'])}</td><td>{esc(f['client'])}</td><td>{esc(f['server'])}</td>"
+        "<tr>" + (f"<td class='num'>{int(f['capture'])}</td>" if vantages else "")
+        + f"<td class='num'>{int(f['flow_id'])}</td><td>{esc(f['client'])}</td><td>{esc(f['server'])}</td>"
         f"<td class='num'>{int(f['packets'])}</td><td>{esc(f['state'])}</td>"
         f"<td class='num'>{idle_text(f['max_idle_s'], f['idle_at_end_s'])}</td><td class='num'>{int(f['keepalives'])}</td>"
         f"<td class='num'>{int(f['retransmissions'])}</td><td>{_badge(f['verdict'])}</td></tr>"

@@ -74,6 +74,11 @@ class Rows(Sequence):
         connections made 2M dicts."""
         return [value for frame, *_ in self._parts for value in _plain_column(frame[name])]
 
+    def captures(self) -> np.ndarray:
+        """The capture index of every row."""
+        return np.repeat([part[2] for part in self._parts],
+                         [len(part[0]) for part in self._parts]).astype(np.int64)
+
     def at(self, positions: list[int]) -> list[dict]:
         """The rows at these positions (counted over every part), in that order."""
         out: list = [None] * len(positions)

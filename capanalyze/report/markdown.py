@@ -71,11 +71,14 @@ def _stall(s: dict) -> list[str]:
 
 
 def _flows(flows: list[dict]) -> list[str]:
-    out = ["## Connections", "", "| flow | client | server | packets | state | max idle | keepalives | retrans | verdict |",
-           "|---|---|---|---|---|---|---|---|---|"]
     shown, left_out = table_flows(flows, 50)
+    vantages = bool(shown) and "capture" in shown[0]
+    out = ["## Connections", "", "| capture " * vantages
+           + "| flow | client | server | packets | state | max idle | keepalives | retrans | verdict |",
+           "|---" * vantages + "|---|---|---|---|---|---|---|---|---|"]
     for f in shown:
-        out.append(f"| {f['flow_id']} | {esc(f['client'])} | {esc(f['server'])} | {f['packets']} | "
+        out.append((f"| {f['capture']} " if vantages else "")
+                   + f"| {f['flow_id']} | {esc(f['client'])} | {esc(f['server'])} | {f['packets']} | "
                    f"{f['state']} | {idle_text(f['max_idle_s'], f['idle_at_end_s'])} | {f['keepalives']} | "
                    f"{f['retransmissions']} | {f['verdict']} |")
     if left_out:

@@ -96,7 +96,8 @@ def _verdict(console, verdicts: list[str]):
 
 def _stall(console, s):
     style = CLASS_STYLE.get(s["class"], "bold")
-    console.rule(f"[{style}]flow {s['flow_id']}: {s['class']}[/] ({s['confidence']:.2f})", align="left")
+    cap = f" (capture {s['capture']})" if "capture" in s else ""
+    console.rule(f"[{style}]flow {s['flow_id']}{cap}: {s['class']}[/] ({s['confidence']:.2f})", align="left")
     lines = [wrapped(f"{s['client']} -> {s['server']}   "
                      f"{clock(s['start_ts'])}-{clock(s['end_ts'])} UTC ({duration(s['duration_s'])})"
                      + (f", idle before {duration(s['idle_before_s'])}" if s["idle_before_s"] else ""), "  "),
@@ -137,10 +138,12 @@ def print_whole(console, table) -> None:
 def _flows(console, flows: list[dict], stalled: int):
     """The first FLOW_ROWS stalled connections, of `stalled`."""
     table = Table(title="stalled connections", show_lines=False)
-    for col in ("flow", "client", "server", "packets", "state", "max idle", "verdict"):
+    vantages = bool(flows) and "capture" in flows[0]
+    for col in ("capture",) * vantages + ("flow", "client", "server", "packets", "state", "max idle", "verdict"):
         table.add_column(col)
     for f in flows:
-        table.add_row(str(f["flow_id"]), escape(f["client"]), escape(f["server"]), str(f["packets"]),
+        table.add_row(*([str(f["capture"])] if vantages else []),
+                      str(f["flow_id"]), escape(f["client"]), escape(f["server"]), str(f["packets"]),
                       f["state"], idle_text(f["max_idle_s"], f["idle_at_end_s"]),
                       f"[{CLASS_STYLE.get(f['verdict'], '')}]{f['verdict']}[/]")
     print_whole(console, table)
