@@ -43,8 +43,8 @@ def _idle_sentence(gap) -> str:
 
 
 def _backoff_sentences(chain) -> list[str]:
-    times = ", ".join(f"+{_secs(t)}" for t in chain.times_s[:8])
-    more = f", ... (+{_secs(chain.times_s[-1])})" if len(chain.times_s) > 8 else ""
+    times = ", ".join(f"+{offset_text(t)}" for t in chain.times_s[:8])
+    more = f", ... (+{offset_text(chain.times_s[-1])})" if len(chain.times_s) > 8 else ""
     out = [f"frames {chain.frames[0]}-{chain.frames[-1]}: {chain.retransmissions} retransmissions "
            f"at {times}{more} s after the original, intervals doubling "
            f"(growth x{chain.growth:.2f}) from {chain.first_rto_s * 1000:.0f} ms"
@@ -53,7 +53,8 @@ def _backoff_sentences(chain) -> list[str]:
     return out
 
 
-def _secs(t: float) -> str:
+def offset_text(t: float) -> str:
+    """Seconds to the millisecond, without trailing zeros (a retransmission's offset)."""
     return f"{t:.3f}".rstrip("0").rstrip(".")
 
 

@@ -292,3 +292,20 @@ def test_time_axis_cuts_only_long_silences():
     assert np.allclose(axis.inverse(v), t)
     steady = timeaxis.build(np.arange(0, 900, 60.0))
     assert steady.breaks == []
+
+
+def test_tick_labels_of_a_flow_chart_never_overlap():
+    """Flow 2 of the lab capture hangs until the capture ends; the axis gives the
+    capture's end alone a narrow slot, and its two ticks were printed over each other
+    ("55.99" on "55.995"). Every pair of labels must now be apart."""
+    cap = capanalyze.load(CRAFTED.parent / "lab" / "mixed.client.pcap")
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    fig = cap.flow(2).plot()
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    renderer = canvas.get_renderer()
+    for ax in fig.axes:
+        boxes = [label.get_window_extent(renderer) for label in ax.get_xticklabels()
+                 if label.get_visible() and label.get_text()]
+        assert all(a.x1 < b.x0 for a, b in zip(boxes, boxes[1:])), [str(b) for b in boxes]
+        assert boxes

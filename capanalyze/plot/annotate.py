@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..evidence import utc_text
+from ..evidence import offset_text, utc_text
 from . import style
 from .style import KIND, LANE_Y, plain, present
 
@@ -41,7 +41,7 @@ def _chain_caption(ax, c, start, end):
     ax.text(start, 1.71, plain(f"{c.retransmissions} retransmissions by the {c.sender}: {how}{cap}; {ends}"),
             fontsize=8, color=color, va="center", ha="left", gid="backoff-caption")
     # the first retries are milliseconds apart and merge on the axis: list them
-    offsets = [f"{x:g}" for x in c.times_s]
+    offsets = [offset_text(x) for x in c.times_s]
     shown = offsets if len(offsets) <= 10 else offsets[:9] + ["…", offsets[-1]]
     ax.text(start, 1.625, f"at +{', '.join(shown)} s after the original", fontsize=7, color=color,
             va="center", ha="left", gid="backoff-times")

@@ -16,6 +16,7 @@ import numpy as np
 BREAK_FRACTION = 0.2     # a silence longer than this share of the flow is cut
 MIN_BREAK_S = 5.0        # never cut silences shorter than this
 MAX_BREAKS = 3           # more cuts than this no longer read as one story
+MIN_TICK_GAP = 0.045     # share of the axis width between two tick labels ("55.995" is ~0.03)
 
 
 @dataclass
@@ -48,7 +49,7 @@ class TimeAxis:
         out = []
         for (a, b), (v0, v1) in zip(self.clusters, self._cluster_spans()):
             out += _nice_ticks(a, b, max(1, int(round((v1 - v0) * 9))))
-        return sorted(set(out))
+        return _spaced(sorted(set(out)), self.forward(np.array(sorted(set(out)))))
 
     def _cluster_spans(self):
         return [tuple(self.forward(np.array([a, b]))) for a, b in self.clusters]
@@ -96,6 +97,17 @@ def _layout(clusters, busy, span, threshold) -> TimeAxis:
         knots_v += [v, v + weights[i] / total]
         v += (weights[i] + (gap_weights[i] if i < len(breaks) else 0.0)) / total
     return TimeAxis(np.array(knots_t), np.array(knots_v), padded, breaks)
+
+
+def _spaced(ticks: list[float], drawn: np.ndarray) -> list[float]:
+    """The ticks, left to right, leaving out any drawn too close to the one before: a
+    narrow cluster (the capture's end alone, say) got two labels printed over each other."""
+    kept, last = [], -np.inf
+    for t, v in zip(ticks, drawn):
+        if v - last >= MIN_TICK_GAP:
+            kept.append(t)
+            last = v
+    return kept
 
 
 def _interp(x, xp, fp):
