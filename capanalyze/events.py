@@ -11,6 +11,7 @@ import pandas as pd
 
 from . import spill
 from . import tcpstate as ts
+from .schema import epoch_seconds
 from .spill import MappedTable, RecordBuffer
 
 RETRANS_KINDS = ["", "rto", "fast", "spurious", "tail_probe"]
@@ -166,7 +167,7 @@ def add_event_columns(table: pd.DataFrame, arrays: dict[str, np.ndarray]):
     table["retrans_kind"] = retrans_kind(ev)
     for name in ("rel_seq", "rel_ack", "win", "orig_frame"):
         table[name] = arrays[name]
-    table["orig_ts"] = np.asarray(arrays["orig_ts_ns"]) / 1e9
+    table["orig_ts"] = epoch_seconds(arrays["orig_ts_ns"])
 
 
 def retrans_kind(ev: np.ndarray) -> pd.Categorical:

@@ -20,7 +20,7 @@ import pandas as pd
 
 from . import spill
 from .jit import kernel
-from .schema import ACK, FIN, RST, SYN
+from .schema import ACK, FIN, RST, SYN, epoch_seconds
 from .spill import MappedTable
 from .tcplayout import T_SRV_IV_SQ, T_SRV_IV_SUM, T_SRV_N
 
@@ -221,7 +221,7 @@ def flows_table(keys: FlowKeys, summary, addresses, capture_end_ns: int) -> pd.D
         "server_ip": names[s_code] if n else [], "server_port": s_port,
         "role_inferred": K[:, F_ROLE_INFERRED].astype(bool),
         "first_frame": t(ts.T_FIRST_FRAME), "last_frame": t(ts.T_LAST_FRAME),
-        "start_ts": t(ts.T_FIRST_TS) / 1e9, "end_ts": t(ts.T_LAST_TS) / 1e9,
+        "start_ts": epoch_seconds(t(ts.T_FIRST_TS)), "end_ts": epoch_seconds(t(ts.T_LAST_TS)),
         "packets_c2s": d(ts.D_PKTS, 0), "packets_s2c": d(ts.D_PKTS, 1),
         "bytes_c2s": d(ts.D_BYTES, 0), "bytes_s2c": d(ts.D_BYTES, 1),
         "handshake": t(ts.T_HANDSHAKE) == (ts.HS_SYN | ts.HS_SYNACK | ts.HS_ACK),

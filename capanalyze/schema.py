@@ -7,6 +7,17 @@ from __future__ import annotations
 
 import numpy as np
 
+
+def epoch_seconds(ns):
+    """Nanoseconds since the epoch as float seconds, for one value or an array. A time
+    of ~1.7e18 ns made a float first loses ~100 ns, and 1700000001.002 s read back as
+    1700000001.0019999; whole seconds and the nanoseconds left are converted apart."""
+    if isinstance(ns, (int, np.integer)):
+        return int(ns) / 10**9   # int / int is correctly rounded
+    ns = np.asarray(ns, dtype=np.int64)
+    return (ns // 10**9).astype(np.float64) + (ns % 10**9) / 1e9
+
+
 # TCP header flag bits, as in the wire header (NS/AE is the 9th bit).
 FIN, SYN, RST, PSH, ACK, URG, ECE, CWR, NS = 1, 2, 4, 8, 16, 32, 64, 128, 256
 

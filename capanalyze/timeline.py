@@ -16,6 +16,7 @@ import pandas as pd
 
 from . import retries
 from . import tcpstate as ts
+from .schema import epoch_seconds
 from .tcprecords import GAP_ENDINGS, gap_endings
 
 SIDE = np.array(["client", "server"], dtype=object)
@@ -45,10 +46,10 @@ def gaps_table(records: np.ndarray, high_ack: np.ndarray,
 def _gap_columns(g: np.ndarray, high_ack: np.ndarray) -> dict:
     """Column name -> how to build it from the kernel's gap records."""
     def start_ts():
-        return g[:, ts.G_START_TS] / 1e9
+        return epoch_seconds(g[:, ts.G_START_TS])
 
     def end_ts():
-        return g[:, ts.G_END_TS] / 1e9
+        return epoch_seconds(g[:, ts.G_END_TS])
 
     return {
         "flow_id": lambda: g[:, ts.G_FLOW],
@@ -215,7 +216,7 @@ def rst_table(records: np.ndarray, last_ts: np.ndarray) -> pd.DataFrame:
     rst_ts = r[:, ts.R_TS]
     peer_last = last_ts[2 * flow + 1 - direction] if len(r) else np.zeros(0)
     rsts = pd.DataFrame({
-        "flow_id": flow, "frame": r[:, ts.R_FRAME], "ts": rst_ts / 1e9,
+        "flow_id": flow, "frame": r[:, ts.R_FRAME], "ts": epoch_seconds(rst_ts),
         "sender": SIDE[direction] if len(r) else [],
         "ttl": r[:, ts.R_TTL], "expected_ttl": r[:, ts.R_EXP_TTL],
         "ip_id": r[:, ts.R_IPID], "previous_ip_id": r[:, ts.R_LAST_IPID],

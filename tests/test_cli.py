@@ -50,6 +50,35 @@ def test_markdown_report_names_frames_filter_and_fix():
     assert "TCP_KEEPIDLE" in md and "924.6 s" in md
 
 
+def test_markdown_report_shows_the_capture_path_and_filter_as_they_are(tmp_path):
+    """Rendered as CommonMark (markdown-it, which rich already installs), the capture's
+    path reads as it is on disk: escaped inside its code span, it showed backslashes
+    ("incident\\_42")."""
+    import html
+
+    from markdown_it import MarkdownIt
+
+    odd = tmp_path / "incident_42`*[x].pcap"
+    odd.write_bytes(REDIS.read_bytes())
+    page = MarkdownIt().render(run_cli("diagnose", str(odd), "-f", "md").stdout)
+    assert f"<code>{html.escape(str(odd), quote=False)}</code>" in page
+    wanted = "ip.addr==10.0.1.23 &amp;&amp; tcp.port==40112 &amp;&amp; ip.addr==10.0.3.45 &amp;&amp; tcp.port==6379"
+    assert f"<code>{wanted}</code>" in page
+
+
+def test_packet_times_are_the_capture_times_to_the_nanosecond_rounded_once():
+    """ts is ts_ns in seconds, correctly rounded: made a float first, 1700000001002000000
+    ns lost ~100 ns and the CSV read 1700000001.0019999 for a packet at .002."""
+    rows = run_cli("packets", str(REDIS), "-f", "csv").stdout.splitlines()
+    header = rows[0].split(",")
+    at_ns, at_s = header.index("ts_ns"), header.index("ts")
+    times = [(int(r.split(",")[at_ns]), r.split(",")[at_s]) for r in rows[1:]]
+    assert len(times) == 40 and all(text == repr(ns / 10**9) for ns, text in times)
+    assert (1700000001002000000, "1700000001.002") in times
+    report = json.loads(run_cli("diagnose", str(REDIS), "-f", "json").stdout)
+    assert report["flows"][1]["start_ts"] == 1700002726.1035   # 1700002726103500000 ns
+
+
 def test_a_saved_json_report_renders_as_the_diagnose_command_does():
     """The reports render the JSON report's dict, so a report kept in a ticket as JSON
     can be turned into Markdown or text later, without the capture (HTML too, without

@@ -4,6 +4,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 
+from ..schema import epoch_seconds
+
 
 @dataclass
 class CaptureInfo:
@@ -26,11 +28,11 @@ class CaptureInfo:
 
     @property
     def first_ts(self) -> float | None:
-        return None if self.first_ts_ns is None else self.first_ts_ns / 1e9
+        return None if self.first_ts_ns is None else epoch_seconds(self.first_ts_ns)
 
     @property
     def last_ts(self) -> float | None:
-        return None if self.last_ts_ns is None else self.last_ts_ns / 1e9
+        return None if self.last_ts_ns is None else epoch_seconds(self.last_ts_ns)
 
     @property
     def duration(self) -> float | None:

@@ -163,7 +163,7 @@ class CaptureReader:
         derived = {"src": ("src_code", self.addresses.categorical),
                    "dst": ("dst_code", self.addresses.categorical),
                    "flags": ("tcp_flags", schema.flags_text_column),
-                   "ts": ("ts_ns", lambda ns: ns / 1e9)}
+                   "ts": ("ts_ns", schema.epoch_seconds)}
         for name, (source, derive) in derived.items():
             if source in col:
                 out[name] = derive(col[source])

@@ -1,6 +1,7 @@
 """Markdown report: pasteable into an incident ticket. Capture strings are escaped."""
 from __future__ import annotations
 
+import re
 from collections import Counter
 
 from ..evidence import clock, duration
@@ -14,6 +15,16 @@ def esc(value) -> str:
     """Escape a capture-derived string for Markdown (and any HTML it is rendered to)."""
     text = str(value).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
     return text.replace("\n", " ").replace("\r", " ").translate(_MD_SPECIAL)
+
+
+def code(value) -> str:
+    """A code span holding `value` as it is. Backslash escapes and entities are not read
+    inside a code span (CommonMark 6.1), so esc() showed its backslashes there
+    ("sample\\_pcaps"); the fence is one backtick longer than any run of them inside."""
+    text = str(value).replace("\n", " ").replace("\r", " ")
+    fence = "`" * (max(map(len, re.findall("`+", text)), default=0) + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
 
 
 def render_markdown(report: dict) -> str:
@@ -33,7 +44,7 @@ def _captures(captures: list[dict]) -> list[str]:
     for i, cap in enumerate(captures):
         span = (f"{clock(cap['first_ts'])} to {clock(cap['last_ts'])} UTC "
                 f"({duration(cap['last_ts'] - cap['first_ts'])})" if cap["first_ts"] else "empty")
-        out.append(f"- **capture {i}**: `{esc(cap['path'])}` ({esc(cap['format'])}, "
+        out.append(f"- **capture {i}**: {code(cap['path'])} ({esc(cap['format'])}, "
                    f"{esc(', '.join(cap['linktypes']))}), {span}; {cap['records']} records, "
                    f"{cap['tcp_packets']} TCP packets analysed")
         for reason, n in sorted(cap["skipped"].items(), key=lambda kv: -kv[1]):
@@ -66,7 +77,7 @@ def _stall(s: dict) -> list[str]:
         out.append(f"- likely culprit: {names}")
     out += ["", "Evidence:", ""] + [f"{i}. {esc(e)}" for i, e in enumerate(s["evidence"], 1)]
     out += ["", "Fix:", "", "```", s["remedy"], "```", "",
-            f"Wireshark: `{s['wireshark_filter']}`, frames {', '.join(map(str, s['frames'][:20]))}", ""]
+            f"Wireshark: {code(s['wireshark_filter'])}, frames {', '.join(map(str, s['frames'][:20]))}", ""]
     return out
 
 
