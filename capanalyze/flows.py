@@ -238,19 +238,18 @@ def flows_table(keys: FlowKeys, summary, addresses, capture_end_ns: int) -> pd.D
     flows["bytes"] = flows["bytes_c2s"] + flows["bytes_s2c"]
     flows["duration_s"] = flows["end_ts"] - flows["start_ts"]
     flows["state"] = _states(t(ts.T_FIN_FROM), t(ts.T_RST_FROM))
-    flows["idle_at_end_s"] = _idle_at_end(t, capture_end_ns)
+    flows["idle_at_end_s"] = _idle_at_end(t(ts.T_FIN_FROM), t(ts.T_RST_FROM), t(ts.T_LAST_TS),
+                                          capture_end_ns)
     flows["server_data_interval_s"], flows["server_data_cv"] = _cadence(t)
     return flows
 
 
-def _idle_at_end(t, capture_end_ns: int) -> np.ndarray:
+def _idle_at_end(fin_bits, rst_bits, last_ts_ns, capture_end_ns: int) -> np.ndarray:
     """Silence from each connection's last packet to the capture's, when nothing closed
-    it: `max_idle_s` counts gaps between packets only, and a connection that hangs until
-    the capture is stopped has none (0 when it was closed or reset)."""
-    from . import tcpstate as ts
-
-    still_open = (t(ts.T_FIN_FROM) != 3) & (t(ts.T_RST_FROM) == 0)
-    silence = np.maximum(capture_end_ns - t(ts.T_LAST_TS), 0) / 1e9
+    it (the states _states calls open or half-closed): `max_idle_s` counts gaps between
+    packets only, and a connection that hangs until the capture is stopped has none."""
+    still_open = (fin_bits != 3) & (rst_bits == 0)
+    silence = np.maximum(capture_end_ns - last_ts_ns, 0) / 1e9
     return np.where(still_open, silence, 0.0)
 
 

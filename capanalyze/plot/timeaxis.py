@@ -49,7 +49,8 @@ class TimeAxis:
         out = []
         for (a, b), (v0, v1) in zip(self.clusters, self._cluster_spans()):
             out += _nice_ticks(a, b, max(1, int(round((v1 - v0) * 9))))
-        return _spaced(sorted(set(out)), self.forward(np.array(sorted(set(out)))))
+        ticks = sorted(set(out))
+        return _spaced(ticks, self.forward(np.array(ticks)))
 
     def _cluster_spans(self):
         return [tuple(self.forward(np.array([a, b]))) for a, b in self.clusters]

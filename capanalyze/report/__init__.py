@@ -6,8 +6,8 @@ import numpy as np
 
 from .jsonout import Rows, build, json_pieces, to_json
 
-__all__ = ["build", "flow_column", "flows_at", "idle_text", "pieces", "render", "table_flows",
-           "to_json"]
+__all__ = ["build", "flow_column", "flows_at", "idle_text", "names_captures", "pieces", "render",
+           "table_flows", "to_json"]
 
 
 def render(report: dict, fmt: str, analyses=None, every_stall: bool = False) -> str | bytes:
@@ -49,6 +49,12 @@ def idle_text(max_idle_s: float, idle_at_end_s: float, unit: str = " s") -> str:
     if idle_at_end_s > max_idle_s:
         return f"{idle_at_end_s:.1f}{unit} to end"
     return f"{max_idle_s:.1f}{unit}"
+
+
+def names_captures(rows: list[dict]) -> bool:
+    """Whether the rows of a table come from several captures (a report of two vantages:
+    each row carries its capture, and flow ids repeat across them)."""
+    return bool(rows) and "capture" in rows[0]
 
 
 def _captures_of(flows) -> np.ndarray:

@@ -17,7 +17,7 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
 from ..evidence import clock, duration
-from . import flow_column, idle_text, table_flows
+from . import flow_column, idle_text, names_captures, table_flows
 
 MAX_CHARTS = 30          # charts are ~60 KB each; past this the report gets heavy
 MAX_FLOW_ROWS = 200
@@ -112,7 +112,7 @@ def _stall(s: dict, charts: "_Charts") -> str:
 
 def _flows(flows: list[dict]) -> str:
     shown, left_out = table_flows(flows, MAX_FLOW_ROWS)
-    vantages = bool(shown) and "capture" in shown[0]
+    vantages = names_captures(shown)
     head = "".join(f"<th>{h}</th>" for h in ("capture",) * vantages + (
         "flow", "client", "server", "packets", "state", "max idle", "keepalives", "retrans", "verdict"))
     rows = "".join(

@@ -5,7 +5,7 @@ import re
 from collections import Counter
 
 from ..evidence import clock, duration
-from . import flow_column, idle_text, table_flows
+from . import flow_column, idle_text, names_captures, table_flows
 
 # Enough to stop emphasis, links, tables, code spans and raw HTML from capture strings.
 _MD_SPECIAL = str.maketrans({c: "\\" + c for c in "\\`*_[]|"})
@@ -83,7 +83,7 @@ def _stall(s: dict) -> list[str]:
 
 def _flows(flows: list[dict]) -> list[str]:
     shown, left_out = table_flows(flows, 50)
-    vantages = bool(shown) and "capture" in shown[0]
+    vantages = names_captures(shown)
     out = ["## Connections", "", "| capture " * vantages
            + "| flow | client | server | packets | state | max idle | keepalives | retrans | verdict |",
            "|---" * vantages + "|---|---|---|---|---|---|---|---|---|"]

@@ -13,7 +13,7 @@ from rich.measure import Measurement
 from rich.table import Table
 
 from ..evidence import clock, duration
-from . import flow_column, flows_at, idle_text
+from . import flow_column, flows_at, idle_text, names_captures
 
 CLASS_STYLE = {"silent_middlebox_eviction": "bold red", "missing_keepalive": "bold magenta",
                "middlebox_cut": "bold yellow", "peer_unreachable": "bold red",
@@ -39,9 +39,8 @@ def render_text(report: dict, color: bool | None = None, every_stall: bool = Fal
     verdicts = flow_column(report["flows"], "verdict")
     _verdict(console, verdicts)
     if report.get("eviction_threshold"):
-        head = "Eviction threshold:"
-        text = wrapped(f"{head} {report['eviction_threshold']['text']}", "  ")
-        console.print(f"[bold]{head}[/]{text[len(head):]}\n", soft_wrap=True)
+        console.print(_labelled("Eviction threshold:", "bold", report["eviction_threshold"]["text"], "  ")
+                      + "\n", soft_wrap=True)
     shown = report["stalls"] if every_stall else _detailed(report["stalls"])
     for stall in shown:
         _stall(console, stall)
@@ -76,15 +75,14 @@ def _left_out(console, stalls, shown):
 def _capture(console, i, cap):
     span = (f"{clock(cap['first_ts'])}-{clock(cap['last_ts'])} UTC, "
             f"{duration(cap['last_ts'] - cap['first_ts'])}" if cap["first_ts"] else "no packets")
-    head = f"capture {i}:"
-    body = wrapped(f"{head} {cap['path']} ({cap['format']}, {', '.join(cap['linktypes'])}), {span}", "  ")
-    console.print(f"[bold]{head}[/]" + body[len(head):], soft_wrap=True)
+    console.print(_labelled(f"capture {i}:", "bold",
+                            f"{cap['path']} ({cap['format']}, {', '.join(cap['linktypes'])}), {span}", "  "),
+                  soft_wrap=True)
     skipped = ", ".join(f"{n} {r}" for r, n in sorted(cap["skipped"].items(), key=lambda kv: -kv[1]))
     console.print(wrapped(f"  {cap['records']} records: {cap['tcp_packets']} TCP packets analysed"
                           + (f"; not analysed: {skipped}" if skipped else ""), "    "), soft_wrap=True)
     for w in cap["warnings"]:
-        console.print("  [yellow]warning:[/]" + wrapped(f"  warning: {w}", "    ")[len("  warning:"):],
-                      soft_wrap=True)
+        console.print(_labelled("  warning:", "yellow", w, "    "), soft_wrap=True)
 
 
 def _verdict(console, verdicts: list[str]):
@@ -123,6 +121,13 @@ def wrapped(text: str, indent: str) -> str:
     return escape("\n".join(lines).replace(_GLUE, " "))
 
 
+def _labelled(label: str, style: str, text: str, indent: str) -> str:
+    """`label text` wrapped as one paragraph, the label in `style` (a constant: escaping
+    leaves it as it is)."""
+    body = wrapped(f"{label} {text}", indent)
+    return f"[{style}]{label}[/]{body[len(label):]}"
+
+
 def print_whole(console, table) -> None:
     """Print `table` without cutting a cell. rich shortens cells to fit the console
     ("silent_middlebox_evic…", "107…" for 1079.9 s), so a table wider than the console
@@ -138,7 +143,7 @@ def print_whole(console, table) -> None:
 def _flows(console, flows: list[dict], stalled: int):
     """The first FLOW_ROWS stalled connections, of `stalled`."""
     table = Table(title="stalled connections", show_lines=False)
-    vantages = bool(flows) and "capture" in flows[0]
+    vantages = names_captures(flows)
     for col in ("capture",) * vantages + ("flow", "client", "server", "packets", "state", "max idle", "verdict"):
         table.add_column(col)
     for f in flows:
