@@ -236,7 +236,7 @@ def flows_table(keys: FlowKeys, summary, addresses, capture_end_ns: int) -> pd.D
         flows[name] = d(field, 0) + d(field, 1)
     flows["packets"] = flows["packets_c2s"] + flows["packets_s2c"]
     flows["bytes"] = flows["bytes_c2s"] + flows["bytes_s2c"]
-    flows["duration_s"] = flows["end_ts"] - flows["start_ts"]
+    flows["duration_s"] = (t(ts.T_LAST_TS) - t(ts.T_FIRST_TS)) / 1e9
     flows["state"] = _states(t(ts.T_FIN_FROM), t(ts.T_RST_FROM))
     flows["idle_at_end_s"] = _idle_at_end(t(ts.T_FIN_FROM), t(ts.T_RST_FROM), t(ts.T_LAST_TS),
                                           capture_end_ns)

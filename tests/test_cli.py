@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from capanalyze.craft import Conversation, write_pcap
-from helpers import ROOT, SAMPLES, run_cli
+from helpers import ROOT, SAMPLES, diagnose_json, run_cli
 
 REDIS = SAMPLES / "crafted" / "redis_retries2_924s.pcap"
 
@@ -77,6 +77,20 @@ def test_packet_times_are_the_capture_times_to_the_nanosecond_rounded_once():
     assert (1700000001002000000, "1700000001.002") in times
     report = json.loads(run_cli("diagnose", str(REDIS), "-f", "json").stdout)
     assert report["flows"][1]["start_ts"] == 1700002726.1035   # 1700002726103500000 ns
+
+
+def test_json_durations_have_no_float_noise_digits():
+    """A stall's duration and the idle before it, on microsecond captures, are whole
+    microseconds: they read 1079.8970398902893 and 1079.8670399188995 for the demo's
+    1079.89704 s stall after a 1079.86704 s idle (float epochs subtracted)."""
+    demo = diagnose_json(str(ROOT / "capanalyze" / "data" / "demo.pcap"))["stalls"][0]
+    assert (demo["duration_s"], demo["idle_before_s"]) == (1079.89704, 1079.86704)
+    captures = [SAMPLES / "lab" / "mixed.client.pcap", SAMPLES / "lab" / "zero_window.client.pcap",
+                SAMPLES / "lab" / "peer_unreachable.client.pcap", REDIS]
+    stalls = [s for c in captures for s in diagnose_json(str(c))["stalls"]]
+    durations = [s[k] for s in stalls for k in ("duration_s", "idle_before_s") if s[k] is not None]
+    assert len(durations) >= 10
+    assert all(d == round(d, 6) for d in durations)
 
 
 def test_a_saved_json_report_renders_as_the_diagnose_command_does():

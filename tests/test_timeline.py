@@ -27,6 +27,26 @@ def frame_of(conv: Conversation, pkt) -> int:
 
 
 # ------------------------------------------------------------ idle gaps
+def test_durations_are_the_nanoseconds_subtracted(tmp_path):
+    """A gap's and a connection's durations subtract their capture times in nanoseconds:
+    subtracting the float epoch times (good to ~0.12 us each) read 25.020382165908813
+    for a 25.020382 s gap, and lost a nanosecond capture's last digits."""
+    conv = Conversation(CLIENT, SERVER)
+    conv.handshake(0.000000017)
+    conv.send("c", b"GET", at=0.100000123)
+    conv.send("s", b"OK", at=25.123456789)
+    conv.close("c", at=25.5)
+    path = tmp_path / "nanosecond.pcap"
+    write_pcap(path, conv, nanosecond=True)
+    analysis = analyze(path, Settings(keep_packets=True))
+    ns = analysis.packets.set_index("frame")["ts_ns"]
+    gap, flow = analysis.gaps.iloc[0], analysis.flows.iloc[0]
+    # from the server's delayed ACK of the request (60 ms after it) to the answer
+    assert ns[gap.end_frame] - ns[gap.start_frame] == 24_963_456_666
+    assert gap.duration_s == 24.963456666
+    assert flow.duration_s == (ns[flow.last_frame] - ns[flow.first_frame]) / 1e9
+
+
 def test_gap_threshold_is_respected(analyze_capture):
     conv = Conversation(CLIENT, SERVER)
     conv.handshake(0.0)

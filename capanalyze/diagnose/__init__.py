@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from .. import catalog, evidence
+from ..schema import seconds_between
 from . import culprits, cuts, lost, waits
 from .culprits import survived_idles, survivor_durations
 from .model import SEVERITY, Lookups, Options, Rows, Stall, Tables
@@ -71,7 +72,7 @@ def _stall_frame(flows: Rows, stalls: list[Stall]) -> pd.DataFrame:
         rows.append({
             "flow_id": s.flow_id, "client": flow.client, "server": flow.server,
             "class": s.cls, "factors": s.factors, "confidence": round(min(s.confidence, 0.97), 2),
-            "start_ts": s.start_ts, "end_ts": s.end_ts, "duration_s": s.end_ts - s.start_ts,
+            "start_ts": s.start_ts, "end_ts": s.end_ts, "duration_s": seconds_between(s.start_ts, s.end_ts),
             "idle_before_s": s.idle_before_s, "frames": sorted({int(f) for f in s.frames if not pd.isna(f)}),
             "evidence": s.evidence, "backoff": s.backoff, "culprits": s.culprits,
             "remedy": s.remedy, "waiting": s.waiting,

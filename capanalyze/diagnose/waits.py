@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 
 from .. import evidence, remedy
+from ..schema import seconds_between
 from .model import Covered, Options, Stall, Tables, _frames, _int
 
 
@@ -86,7 +87,7 @@ def zero_window_episodes(notable: pd.DataFrame, capture_end: float) -> pd.DataFr
         "start_frame": frame[starts].astype(np.int64), "start_ts": ts[starts],
         "end_frame": np.array([int(f) if r else None for f, r in zip(frame[end], reopened)],
                               dtype=object),
-        "end_ts": end_ts, "duration_s": end_ts - ts[starts], "reopened": reopened})
+        "end_ts": end_ts, "duration_s": seconds_between(ts[starts], end_ts), "reopened": reopened})
 
 
 def zero_windows(t: Tables, opts: Options) -> list[Stall]:
