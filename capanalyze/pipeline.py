@@ -38,6 +38,11 @@ class Settings:
     slim_notable: bool = False         # notable packets: only the columns derived tables read
     chunk_bytes: int | None = None
 
+    def keeps_everything(self) -> bool:
+        """Every packet and every gap in memory (Jupyter). With `keep_flows` only those
+        connections' are: the rest spills and is chosen as on the CLI path."""
+        return self.keep_packets and self.keep_flows is None
+
     def __post_init__(self):
         _check_seconds("--idle-timeout", self.idle_timeout, zero_ok=False)
         _check_seconds("--min-stall", self.min_stall, zero_ok=True)
@@ -62,8 +67,9 @@ def _check_seconds(option: str, value: float | None, zero_ok: bool) -> None:
 class Analysis:
     """Everything known about one capture, as DataFrames. Without `keep_packets`,
     `notable` holds the packets with an event and `gaps` only the idle gaps the
-    diagnosis reads; with it, `packets` and every gap. `with_packets` adds the packets
-    and every gap of a few connections to an analysis made without."""
+    diagnosis reads; with it, `packets` and every gap (of the `keep_flows` connections
+    only, when given). `with_packets` adds the packets and every gap of a few
+    connections to an analysis made without."""
     info: CaptureInfo
     flows: pd.DataFrame
     gaps: pd.DataFrame
@@ -83,8 +89,9 @@ def analyze(source, settings: Settings | None = None, progress=None) -> Analysis
     reader = _open(source, settings)
     jit.choose(reader.info.bytes_total)
     keys = FlowKeys()
-    state = events.TcpState(settings.gap_s, spill_gaps=not settings.keep_packets)
-    kept, notable = spill.RowBuffer(), spill.RowBuffer(spill=not settings.keep_packets)
+    everything = settings.keeps_everything()
+    state = events.TcpState(settings.gap_s, spill_gaps=not everything)
+    kept, notable = spill.RowBuffer(), spill.RowBuffer(spill=not everything)
 
     for cols in _with_events(reader, keys, state, progress):
         # positions, not a mask: ~2 % of rows are notable, and a mask is walked per column
@@ -195,7 +202,7 @@ def _prefetch(chunks, depth: int = 2):
 def _derive(info, flows, state, notable, packets, capture_end, settings) -> Analysis:
     rsts = timeline.rst_table(state.rst_records(), state.last_ts)
     backoffs = timeline.backoff_chains(notable, capture_end)
-    gaps, survived = _gaps(state, notable, rsts, backoffs, settings.keep_packets)
+    gaps, survived = _gaps(state, notable, rsts, backoffs, settings)
     state.release()   # the tables hold what the diagnosis needs: free the records first
     release_freed_memory()
     zero_windows = dg.zero_window_episodes(notable, capture_end)
@@ -207,19 +214,21 @@ def _derive(info, flows, state, notable, packets, capture_end, settings) -> Anal
                     notable, packets, settings)
 
 
-def _gaps(state, notable, rsts, backoffs, every_gap: bool):
-    """The idle-gap table and the survived idles. With the packet table kept (Jupyter,
-    charts) every gap; on the CLI path only the gaps the diagnosis reads, which gives
-    the same stalls from a table 10-100x smaller, chosen one block of records at a time
-    (the blocks wait in a temporary file: see spill.RecordBuffer)."""
-    if every_gap:
+def _gaps(state, notable, rsts, backoffs, settings: Settings):
+    """The idle-gap table and the survived idles. With every packet kept (Jupyter)
+    every gap; on the CLI path only the gaps the diagnosis reads, which gives the same
+    stalls from a table 10-100x smaller, chosen one block of records at a time (the
+    blocks wait in a temporary file: see spill.RecordBuffer), and every gap of the
+    connections whose packets are kept (`keep_flows`: a chart of one flow)."""
+    if settings.keeps_everything():
         gaps = timeline.gaps_table(state.gap_records(), state.high_ack)
         return gaps, dg.survived_idles(gaps, rsts)
     lookups = dg.Lookups(notable, rsts, backoffs)
+    charted = list(settings.keep_flows or ()) if settings.keep_packets else []
     read, survived = [], np.empty(0)
     for records in state.gaps.drain():
         facts = timeline.gaps_table(records, state.high_ack, columns=dg.GAP_FACTS, ordered=False)
-        read.append(records[dg.gaps_read(facts, lookups)])
+        read.append(records[dg.gaps_read(facts, lookups) | facts["flow_id"].isin(charted).to_numpy()])
         survived = _appended(survived, dg.survivor_durations(facts, rsts))
     gaps = timeline.gaps_table(np.concatenate(read), state.high_ack)
     survived.sort()
