@@ -294,6 +294,86 @@ def test_time_axis_cuts_only_long_silences():
     assert steady.breaks == []
 
 
+def _drawn(fig):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    return canvas.get_renderer()
+
+
+def test_titles_fit_above_the_chart_with_ipv6_addresses(tmp_path):
+    """The connection (left) and where its times come from (right) share the line above
+    each panel. With IPv6 addresses and a long file name the title ran over the details
+    and off the figure; the two must be apart and inside it, in the notebook's chart
+    and the CLI's panels alike."""
+    conv = Conversation(("2001:db8:1234:5678:9abc:def0:1234:5678", 50949),
+                        ("2001:db8:abcd:ef01:2345:6789:abcd:ef01", 443))
+    conv.handshake(0.0)
+    conv.send("c", b"GET /", at=0.1)
+    conv.send("c", b"GET /next", at=400.0)
+    conv.rst("s", at=400.05)
+    path = tmp_path / "incident-4711-prod-frontend-nlb.client.pcap"
+    write_pcap(path, conv)
+    cap = capanalyze.load(path)
+    short = capanalyze.load(CRAFTED / "nat_gateway_350s.pcap")
+    for fig in (cap.flow(0).plot(), plot.flows_figure(cap.main, [0]), short.flow(0).plot()):
+        renderer = _drawn(fig)
+        page = fig.bbox
+        for ax in fig.axes:
+            left = ax._left_title.get_window_extent(renderer)
+            right = ax._right_title.get_window_extent(renderer)
+            assert left.x1 + 5 < right.x0, (left, right)
+            assert page.x0 <= left.x0 and right.x1 <= page.x1 and max(left.y1, right.y1) <= page.y1
+    one_line = short.flow(0).plot().axes[0]   # room to spare: one line each, as before
+    assert "\n" not in one_line._left_title.get_text() + one_line._right_title.get_text()
+
+
+def test_labels_along_lines_keep_clear_of_them(redis, nlb):
+    """The middlebox timeout and give-up labels are written up their lines: set flush
+    against them, the dots ran through the tops of the letters."""
+    for cap in (redis, nlb):
+        fig = cap.flow(0).plot()
+        renderer = _drawn(fig)
+        ax = fig.axes[0]
+        labels = [t for t in ax.texts if t.get_gid() in ("timeout-label", "give-up-label")]
+        lines = [ax.transData.transform((x, 0))[0]
+                 for gid in ("timeout", "give-up") for x in line_xs(ax, gid)]
+        assert len(labels) == len(lines) >= 3
+        for label in labels:
+            box = label.get_window_extent(renderer)
+            assert all(x <= box.x0 - 2 or x >= box.x1 + 2 for x in lines), label.get_text()
+
+
+def test_gap_labels_fit_their_gaps(tmp_path):
+    """A gap's label (its length and keepalives) is written only where it fits inside
+    the gap, shortened to the length when only that fits: on a chatty connection with
+    gaps of ~2 s, the labels ran out of their gaps and over each other."""
+    conv = Conversation(("192.0.2.10", 50123), ("198.51.100.20", 80))
+    conv.handshake(0.0)
+    at = 0.1
+    for pause in (1.6, 9.3, 1.8, 2.3, 1.8, 100.0):   # request, answer, then a pause
+        conv.send("c", b"GET", at=at)
+        conv.send("s", b"OK", at=at + 0.02)
+        at += 0.04 + pause
+    conv.close("c", at=at)
+    path = tmp_path / "chatty.pcap"
+    write_pcap(path, conv)
+    cap = capanalyze.load(path)
+    fig = cap.flow(0).plot()
+    renderer = _drawn(fig)
+    ax = fig.axes[0]
+    t0 = cap.flows["start_ts"][0]
+    spans = [(ax.transData.transform((a - t0, 0))[0], ax.transData.transform((b - t0, 0))[0])
+             for a, b in zip(cap.gaps["start_ts"], cap.gaps["end_ts"])]
+    labels = [t for t in ax.texts if t.get_gid() == "gap-label"]
+    for label in labels:
+        box = label.get_window_extent(renderer)
+        a, b = next((a, b) for a, b in spans if a <= (box.x0 + box.x1) / 2 <= b)
+        assert a <= box.x0 and box.x1 <= b, label.get_text()
+    texts = sorted(t.get_text() for t in labels)
+    assert "idle 9.3 s\nno keepalive" in texts and "1.8 s" in texts   # in full / the length alone
+
+
 def test_tick_labels_of_a_flow_chart_never_overlap():
     """Flow 2 of the lab capture hangs until the capture ends; the axis gives the
     capture's end alone a narrow slot, and its two ticks were printed over each other

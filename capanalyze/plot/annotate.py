@@ -56,9 +56,20 @@ def _give_up(ax, d, c, handles):
     after = " (after the capture ended)" if x > d.capture_end + 1e-6 else ""
     verb = "gave up" if c.ended_by == "gave_up" else "gives up"
     when = utc_text(float(c.give_up_ts), "%H:%M:%S")
-    ax.text(x, 1.38, f"tcp_retries2{n} {verb} at {when}\n+{c.give_up_s:.1f} s after the original{after}",
-            rotation=90, ha="right", va="top", fontsize=7.5, color=style.GIVE_UP_COLOR,
-            gid="give-up-label", zorder=5)
+    _along(ax, x, f"tcp_retries2{n} {verb} at {when}\n+{c.give_up_s:.1f} s after the original{after}",
+           "right", fontsize=7.5, color=style.GIVE_UP_COLOR, gid="give-up-label")
+
+
+LINE_LABEL_GAP_PT = 2.5
+
+
+def _along(ax, x, text, side, **font):
+    """A label written up a vertical line at x, on its `side` ("left": to the right of
+    it, as matplotlib aligns): set flush to the line, the dots struck through the tops
+    of the letters."""
+    gap = LINE_LABEL_GAP_PT if side == "left" else -LINE_LABEL_GAP_PT
+    ax.annotate(text, (x, 1.38), xytext=(gap, 0), textcoords="offset points", rotation=90,
+                ha=side, va="top", zorder=5, annotation_clip=False, **font)
 
 
 def timeouts(ax, d, axis, handles):
@@ -79,9 +90,9 @@ def timeouts(ax, d, axis, handles):
             line = ax.axvline(x, color=style.TIMEOUT_COLOR, ls=":", lw=1.4, zorder=4, gid="timeout")
             d.lines.append(x)
             handles.setdefault("middlebox timeout (from idle or connection start)", line)
-            ax.text(x, 1.38, plain(f"{value:g} s {what}: {style.short_names(by_value[value], 1)}"),
-                    rotation=90, ha=_quiet_side(axis, start, quiet_end, x), va="top", fontsize=7,
-                    color=style.TIMEOUT_COLOR, gid="timeout-label", zorder=5)
+            _along(ax, x, plain(f"{value:g} s {what}: {style.short_names(by_value[value], 1)}"),
+                   _quiet_side(axis, start, quiet_end, x), fontsize=7, color=style.TIMEOUT_COLOR,
+                   gid="timeout-label")
 
 
 def _quiet_side(axis, start, end, x) -> str:

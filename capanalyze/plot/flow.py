@@ -8,6 +8,7 @@ measured from where the idle started.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,7 +22,6 @@ from .style import KIND, KINDS, LANE_Y, plain, present, seconds
 DENSE_PACKETS = 4000      # above this, common packets are counted per pixel column
 RARE_MARKERS = 2000       # a rare kind with more packets than this is aggregated too
 BINS = 700
-LABEL_MIN_WIDTH = 0.05    # share of the axis a gap needs before its length is written in it
 TOP = 1.78
 
 
@@ -118,13 +118,60 @@ def _axis_text(ax, d, analysis, axis):
     cut = "; axis cut (//) across long idle gaps, each part linear" if axis.breaks else ""
     ax.set_xlabel(f"seconds since the connection's first packet{cut}", fontsize=9)
     r = d.row
-    ax.set_title(plain(f"flow {r['flow_id']}: {r['client']} → {r['server']}  —  {r['verdict']}"),
-                 loc="left", fontsize=11, fontweight="bold",
-                 color=style.CLASS_COLORS.get(str(r["verdict"]), "black"))
     start = utc_text(d.t0, "%Y-%m-%d %H:%M:%S.%f")
     shown = "" if d.complete else ", notable packets only"
-    ax.set_title(plain(f"t = 0 at {start} UTC · {Path(analysis.info.path).name} · "
-                       f"{int(r['packets'])} packets{shown}"), loc="right", fontsize=8, color="#444444")
+    source = f"{Path(analysis.info.path).name} · {int(r['packets'])} packets{shown}"
+    left, right, size = _titles(ax, [f"flow {r['flow_id']}: {r['client']} → {r['server']}",
+                                     str(r["verdict"])], [f"t = 0 at {start} UTC", source])
+    ax.set_title(plain(left), loc="left", color=style.CLASS_COLORS.get(str(r["verdict"]), "black"),
+                 **{**TITLE_FONT, "fontsize": size})
+    ax.set_title(plain(right), loc="right", color="#444444", **DETAIL_FONT)
+
+
+TITLE_FONT, DETAIL_FONT = {"fontsize": 11, "fontweight": "bold"}, {"fontsize": 8}
+MIN_TITLE_SIZE = 7
+LANE_LABELS_PT = 80   # what the layout gives the lane labels left of the axes
+TITLE_GAP_PT = 8
+HINTING = 1.04        # text as drawn is up to ~3.5 % wider than its outlines measure
+
+
+def _titles(ax, left: list[str], right: list[str]) -> tuple[str, str, float]:
+    """The connection (left) and where its times come from (right), with the title's
+    font size: one line each when both fit above the axes; else two lines each, the
+    title smaller if it still does not fit. An IPv6 connection's title ran over the
+    details and off the figure."""
+    room, size = _room(ax), TITLE_FONT["fontsize"]
+    for left_joint, right_joint in (("  —  ", " · "), ("\n", "\n")):
+        title, details = left_joint.join(left), right_joint.join(right)
+        spare = room - TITLE_GAP_PT - HINTING * _width(details, DETAIL_FONT)
+        needed = HINTING * _width(title, TITLE_FONT)
+        if needed <= spare:
+            return title, details, size
+    return title, details, max(MIN_TITLE_SIZE, size * spare / needed)
+
+
+def _width(text: str, font: dict) -> float:
+    """Width in points of the widest line of text, from its outlines."""
+    return max(_line_width(line, font["fontsize"], font.get("fontweight", "normal"))
+               for line in text.split("\n"))
+
+
+@functools.lru_cache(maxsize=4096)
+def _line_width(line: str, size: float, weight: str) -> float:
+    # cached: a chatty connection has thousands of gaps labelled "idle 2.0 s" and such
+    from matplotlib.font_manager import FontProperties
+    from matplotlib.textpath import text_to_path
+
+    prop = FontProperties(size=size, weight=weight)
+    return text_to_path.get_text_width_height_descent(line, prop, ismath=False)[0]
+
+
+def _room(ax) -> float:
+    """Points of width the titles share: the axes' part of the figure, less the lane
+    labels, estimated before drawing (the layout places the axes only then)."""
+    fig, box = ax.figure, ax.get_position()
+    share = box.width / (fig.subplotpars.right - fig.subplotpars.left)
+    return share * fig.get_figwidth() * 72 - LANE_LABELS_PT
 
 
 # ------------------------------------------------------------------ background
@@ -145,22 +192,40 @@ def _gaps(ax, d, axis, handles):
             continue    # waiting between retries or probes is not idle: the chain says it
         patch = ax.axvspan(a, b, color=style.GAP_COLOR, alpha=0.45, lw=0, zorder=0.5)
         handles.setdefault("idle gap", patch)
-        if axis.width(a, b) < LABEL_MIN_WIDTH:
-            continue
-        ka = f"{g.keepalives} keepalives" if g.keepalives else "no keepalive"
-        ax.text(_free_spot(axis, a, b, d.lines), 0.5,
-                f"idle {seconds(float(g.duration_s))}\n{ka}", ha="center", va="center",
-                fontsize=8.5, gid="gap-label", zorder=5,
-                bbox=dict(boxstyle="round,pad=0.3", fc="white", ec="#999999", alpha=0.9))
+        _gap_label(ax, axis, a, b, g, d.lines)
 
 
-def _free_spot(axis, a, b, lines) -> float:
-    """The middle of the widest stretch of the gap that no vertical line crosses."""
+GAP_FONT = {"fontsize": 8.5}
+GAP_LABEL_PAD_PT = 10   # the label's rounded box around the text, and air to the next
+SHORTEST_GAP_LABEL_PT = 25   # "1.2 s" and its box: narrower gaps are not measured
+
+
+def _gap_label(ax, axis, a, b, gap, lines) -> None:
+    """The gap's length (and keepalives) in its widest stretch free of vertical lines,
+    in full when it fits there, else the length alone, else nothing: a label wider
+    than its gap ran over the next gap's."""
+    spot, free_share = _free_spot(axis, a, b, lines)
+    free_pt = free_share * _room(ax)
+    if free_pt < SHORTEST_GAP_LABEL_PT:
+        return
+    length = seconds(float(gap.duration_s))
+    ka = f"{gap.keepalives} keepalives" if gap.keepalives else "no keepalive"
+    for text in (f"idle {length}\n{ka}", length):
+        if HINTING * _width(text, GAP_FONT) + GAP_LABEL_PAD_PT <= free_pt:
+            ax.text(spot, 0.5, text, ha="center", va="center", gid="gap-label", zorder=5,
+                    bbox=dict(boxstyle="round,pad=0.3", fc="white", ec="#999999", alpha=0.9),
+                    **GAP_FONT)
+            return
+
+
+def _free_spot(axis, a, b, lines) -> tuple[float, float]:
+    """The middle of the widest stretch of the gap that no vertical line crosses, and
+    that stretch's share of the axis."""
     v = axis.forward(np.array([a, b] + [x for x in lines if a < x < b]))
     cuts = np.sort(v)
     widths = np.diff(cuts)
     i = int(np.argmax(widths))
-    return float(axis.inverse(np.array([(cuts[i] + cuts[i + 1]) / 2]))[0])
+    return float(axis.inverse(np.array([(cuts[i] + cuts[i + 1]) / 2]))[0]), float(widths[i])
 
 
 def _chain_spans(d) -> list[tuple[float, float]]:
