@@ -100,6 +100,7 @@ def _write_parts(parts, out) -> None:
 
 
 def render_info(info) -> str:
+    from .evidence import counted
     from .reader.info import iso_utc
 
     lines = [f"capture:     {info.path}", f"format:      {info.format}"]
@@ -116,7 +117,7 @@ def render_info(info) -> str:
         lines.append(f"last:        {iso_utc(info.last_ts_ns)}")
         lines.append(f"duration:    {info.duration:.6f} s")
     if info.out_of_order_ts:
-        lines.append(f"out of order: {info.out_of_order_ts} records earlier than the one before")
+        lines.append(f"out of order: {counted(info.out_of_order_ts, 'record')} earlier than the one before")
     lines.append(f"records:     {info.records}")
     lines.append(f"  TCP packets: {info.tcp_packets}")
     for reason, count in sorted(info.skipped.items(), key=lambda kv: (-kv[1], kv[0])):

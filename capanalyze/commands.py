@@ -210,10 +210,11 @@ def _rich_flows(table) -> str:
     from rich.markup import escape
     from rich.table import Table
 
+    from .evidence import counted
     from .report import idle_text
     from .report.text import print_whole
 
-    out = Table(title=f"{len(table)} connections")
+    out = Table(title=counted(len(table), "connection"))
     for name, header in FLOW_TABLE:
         out.add_column(header, no_wrap=name in ("client", "server", "verdict"),
                        justify="right" if table[name].dtype.kind in "iuf" else "left")
@@ -226,7 +227,7 @@ def _rich_flows(table) -> str:
     console = Console(file=io.StringIO(), width=width, force_terminal=sys.stdout.isatty())
     print_whole(console, out)
     if len(table) > TABLE_ROWS:
-        console.print(f"({len(table) - TABLE_ROWS} more connections not shown: the first "
+        console.print(f"({counted(len(table) - TABLE_ROWS, 'more connection')} not shown: the first "
                       f"{TABLE_ROWS} are; --format csv, json or parquet writes every one)")
     return console.file.getvalue()
 

@@ -22,11 +22,21 @@ def clock(ts: float) -> str:
     return text[:-3] if not text.endswith("epoch") else text
 
 
+def counted(n: int, noun: str) -> str:
+    """'1 keepalive probe', '3 keepalive probes', '0 connections'."""
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
 def duration(s: float) -> str:
     if s >= 120:
         minutes, sec = divmod(int(round(s)), 60)
         return f"{s:.1f} s ({minutes} min {sec} s)"
     return f"{s:.1f} s" if s >= 1 else f"{s * 1000:.0f} ms"
+
+
+def _at(frame, ts: float) -> str:
+    """'frame 63 (22:31:20.030)': where to look in Wireshark, and when in the logs."""
+    return f"frame {frame} ({clock(ts)})"
 
 
 def wireshark_filter(flow) -> str:
@@ -37,8 +47,8 @@ def wireshark_filter(flow) -> str:
 
 def _idle_sentence(gap) -> str:
     ka = ("no keepalive probes" if gap.keepalives == 0
-          else f"{gap.keepalives} keepalive probes from the {gap.keepalive_from}")
-    return (f"frame {gap.start_frame} ({clock(gap.start_ts)}): last activity, then the "
+          else f"{counted(gap.keepalives, 'keepalive probe')} from the {gap.keepalive_from}")
+    return (f"{_at(gap.start_frame, gap.start_ts)}: last activity, then the "
             f"connection was idle for {duration(gap.duration_s)} in both directions with {ka}")
 
 
@@ -76,7 +86,7 @@ def eviction_by_backoff(flow, gap, chain) -> list[str]:
     first = chain.frames[0] if pd.isna(chain.original_frame) else int(chain.original_frame)
     return [
         _idle_sentence(gap),
-        f"frame {first} ({clock(chain.original_ts)}): the {sender} sends after the idle; "
+        f"{_at(first, chain.original_ts)}: the {sender} sends after the idle; "
         f"the {'server' if sender == 'client' else 'client'} never ACKs it",
         *_backoff_sentences(chain),
         f"black-holed after {duration(gap.duration_s)} idle: a middlebox on the path dropped "
@@ -87,11 +97,12 @@ def eviction_by_backoff(flow, gap, chain) -> list[str]:
 def eviction_by_rst(flow, gap, rst, on_idle: bool = False) -> list[str]:
     out = [_idle_sentence(gap)] if gap is not None else []
     if on_idle:
-        out.append(f"frame {rst.frame} ({clock(rst.ts)}): RST 'from the {rst.sender}' with "
+        out.append(f"{_at(rst.frame, rst.ts)}: RST 'from the {rst.sender}' with "
                    "nothing to answer: something on the path reset the idle connection")
     else:
-        out.append(f"frame {rst.trigger_frame}: the first packet after {duration(rst.trigger_idle_s)} idle")
-        out.append(f"frame {rst.frame} ({clock(rst.ts)}): RST 'from the {rst.sender}' "
+        out.append(f"{_at(rst.trigger_frame, rst.ts - rst.trigger_delay_s)}: the first "
+                   f"packet after {duration(rst.trigger_idle_s)} idle")
+        out.append(f"{_at(rst.frame, rst.ts)}: RST 'from the {rst.sender}' "
                    f"{rst.trigger_delay_s * 1000:.1f} ms later")
     for why in rst.forged_reasons:
         out.append(f"the RST looks forged by a middlebox: {why}")
@@ -102,9 +113,9 @@ def eviction_by_rst(flow, gap, rst, on_idle: bool = False) -> list[str]:
 
 def unreachable(flow, chain) -> list[str]:
     first = chain.frames[0] if pd.isna(chain.original_frame) else int(chain.original_frame)
-    opening = (f"frame {first} ({clock(chain.original_ts)}): the {chain.sender} opens the "
+    opening = (f"{_at(first, chain.original_ts)}: the {chain.sender} opens the "
                "connection (SYN); no SYN-ACK ever comes" if chain.syn else
-               f"frame {first} ({clock(chain.original_ts)}): the {chain.sender} sends a segment "
+               f"{_at(first, chain.original_ts)}: the {chain.sender} sends a segment "
                "in the middle of the conversation (no idle period before it)")
     return [opening,
             *_backoff_sentences(chain),
@@ -113,9 +124,10 @@ def unreachable(flow, chain) -> list[str]:
 
 def missing_keepalive(flow, gap, timeout) -> list[str]:
     end = (f"the capture ended still waiting ({clock(gap.end_ts)})" if gap.ended_by == "capture_end"
-           else f"frame {gap.end_frame}: the client gave up ({gap.ended_by.upper()})")
+           else f"{_at(gap.end_frame, gap.end_ts)}: the client gave up ({gap.ended_by.upper()})")
     return [
-        f"frame {gap.start_frame}: the client's request was ACKed; the server owed an answer",
+        f"{_at(gap.start_frame, gap.start_ts)}: the client's request was ACKed; the "
+        "server owed an answer",
         _idle_sentence(gap),
         f"silent for {duration(gap.duration_s)}, longer than the {timeout:g} s idle timeout "
         "that middleboxes on such paths apply, and nothing kept it alive",
@@ -124,25 +136,34 @@ def missing_keepalive(flow, gap, timeout) -> list[str]:
 
 
 def slow_answer(flow, gap) -> list[str]:
-    how = (f"{gap.keepalives} keepalive probes answered kept the path alive"
+    how = (f"{counted(gap.keepalives, 'keepalive probe')} answered kept the path alive"
            if gap.keepalives else "no keepalives were needed")
-    end = (f"frame {gap.end_frame} ({clock(gap.end_ts)}): the server answered after "
+    end = (f"{_at(gap.end_frame, gap.end_ts)}: the server answered after "
            f"{duration(gap.duration_s)}" if gap.ended_by == "data_acked"
-           else f"frame {gap.end_frame}: the server side closed ({gap.ended_by.upper()}) "
+           else f"{_at(gap.end_frame, gap.end_ts)}: the server side closed ({gap.ended_by.upper()}) "
                 f"after {duration(gap.duration_s)} without answering")
-    return [f"frame {gap.start_frame}: the client's request was ACKed at once (the network delivered it)",
+    return [f"{_at(gap.start_frame, gap.start_ts)}: the client's request was ACKed at once "
+            "(the network delivered it)",
             f"the server took {duration(gap.duration_s)} to answer; {how}", end]
 
 
 def zero_window(flow, ep, probes: int) -> list[str]:
-    out = [f"frame {ep.start_frame} ({clock(ep.start_ts)}): the {ep.side} advertises a zero "
+    out = [f"{_at(ep.start_frame, ep.start_ts)}: the {ep.side} advertises a zero "
            "window: its application stopped reading",
-           f"{probes} zero-window probes from the other side were answered (the transport was alive)"]
+           _probes_sentence(probes)]
     if ep.reopened:
-        out.append(f"frame {ep.end_frame}: the window reopened after {duration(ep.duration_s)}")
+        out.append(f"{_at(ep.end_frame, ep.end_ts)}: the window reopened after "
+                   f"{duration(ep.duration_s)}")
     else:
         out.append(f"the window was still closed after {duration(ep.duration_s)} when the capture ended")
     return out
+
+
+def _probes_sentence(probes: int) -> str:
+    if not probes:
+        return "the other side sent no zero-window probes while the window was closed"
+    were = "was" if probes == 1 else "were"
+    return f"{counted(probes, 'zero-window probe')} from the other side {were} answered (the transport was alive)"
 
 
 def _cadence(flow) -> str:
@@ -153,10 +174,10 @@ def _cadence(flow) -> str:
 
 
 def cut(flow, pk, age, kind, side) -> list[str]:
-    return [f"frame {flow.first_frame} ({clock(flow.start_ts)}): the connection starts",
+    return [f"{_at(flow.first_frame, flow.start_ts)}: the connection starts",
             f"traffic was steady: never more than {flow.max_idle_s:.1f} s without a packet, "
-            f"{flow.packets_s2c} packets from the server side" + _cadence(flow),
-            f"frame {pk.frame} ({clock(pk.ts)}): {kind.upper()} from the {side} side at "
+            f"{counted(flow.packets_s2c, 'packet')} from the server side" + _cadence(flow),
+            f"{_at(pk.frame, pk.ts)}: {kind.upper()} from the {side} side at "
             f"{age:.2f} s of age, although the link was not idle",
             "a fixed age, not an idle time: something that terminates TCP (a proxy or load "
             "balancer) enforces a timeout on the connection or request"]

@@ -93,6 +93,27 @@ def test_json_durations_have_no_float_noise_digits():
     assert all(d == round(d, 6) for d in durations)
 
 
+def test_one_of_a_thing_is_not_plural(tmp_path):
+    """A capture with one connection and one keepalive probe read "1 connections" and
+    "1 keepalive probes"; the packet a RST answered is named with its time too."""
+    conv = Conversation(("192.0.2.10", 50123), ("198.51.100.20", 443))
+    conv.handshake(0.0)
+    conv.send("c", b"GET", at=0.1)
+    conv.send("s", b"OK", at=0.2)
+    conv.keepalive("c", at=100.0)
+    request = conv.send("c", b"GET", at=400.0)[0]
+    conv.rst("s", at=400.05)
+    path = tmp_path / "one.pcap"
+    write_pcap(path, conv)
+    text = run_cli("diagnose", str(path)).stdout
+    assert "1 of 1 connection stalled" in text
+    assert "with 1 keepalive probe from the client" in " ".join(text.split())
+    frame = next(i for i, p in enumerate(conv.packets, start=1) if p is request)
+    assert f"frame {frame} (22:20:00.000): the first packet after" in text
+    flows = run_cli("flows", str(path)).stdout
+    assert "1 connection" in flows and "1 connections" not in flows
+
+
 def test_a_saved_json_report_renders_as_the_diagnose_command_does():
     """The reports render the JSON report's dict, so a report kept in a ticket as JSON
     can be turned into Markdown or text later, without the capture (HTML too, without

@@ -8,6 +8,7 @@ Server-side ports are rewritten by the lab's NAT; manifest.json maps them.
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -107,3 +108,18 @@ def test_zero_window_probes_are_not_keepalives_on_a_real_kernel():
     stall = report["stalls"][0]
     assert "zero_window" in stall["factors"] and stall["waiting"] == "server"
     assert 9 < stall["duration_s"] < 11
+
+
+def test_every_frame_the_evidence_names_comes_with_its_time():
+    """An on-call engineer lines the evidence up with application logs by time: five
+    kinds of evidence line named a frame without its time (the request ACKed, the
+    answer or close after a slow server, the window reopening, the client giving up,
+    the packet a RST answered)."""
+    named = 0
+    for path in sorted(LAB.glob("*.pcap")):
+        for stall in diagnose_json(str(path), *TIMEOUT)["stalls"]:
+            for line in stall["evidence"]:
+                for frame in re.findall(r"\bframe (\d+)\b(?! \(\d\d:\d\d:\d\d\.\d{3}\))", line):
+                    pytest.fail(f"{path.name}: frame {frame} without its time: {line}")
+                named += len(re.findall(r"\bframe \d+ \(", line))
+    assert named >= 30

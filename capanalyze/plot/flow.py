@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..evidence import utc_text
+from ..evidence import counted, utc_text
 from . import annotate, style, timeaxis
 from .style import KIND, KINDS, LANE_Y, plain, present, seconds
 
@@ -120,7 +120,7 @@ def _axis_text(ax, d, analysis, axis):
     r = d.row
     start = utc_text(d.t0, "%Y-%m-%d %H:%M:%S.%f")
     shown = "" if d.complete else ", notable packets only"
-    source = f"{Path(analysis.info.path).name} · {int(r['packets'])} packets{shown}"
+    source = f"{Path(analysis.info.path).name} · {counted(int(r['packets']), 'packet')}{shown}"
     left, right, size = _titles(ax, [f"flow {r['flow_id']}: {r['client']} → {r['server']}",
                                      str(r["verdict"])], [f"t = 0 at {start} UTC", source])
     ax.set_title(plain(left), loc="left", color=style.CLASS_COLORS.get(str(r["verdict"]), "black"),
@@ -209,7 +209,7 @@ def _gap_label(ax, axis, a, b, gap, lines) -> None:
     if free_pt < SHORTEST_GAP_LABEL_PT:
         return
     length = seconds(float(gap.duration_s))
-    ka = f"{gap.keepalives} keepalives" if gap.keepalives else "no keepalive"
+    ka = counted(gap.keepalives, "keepalive") if gap.keepalives else "no keepalive"
     for text in (f"idle {length}\n{ka}", length):
         if HINTING * _width(text, GAP_FONT) + GAP_LABEL_PAD_PT <= free_pt:
             ax.text(spot, 0.5, text, ha="center", va="center", gid="gap-label", zorder=5,

@@ -12,7 +12,7 @@ import pandas as pd
 from matplotlib.collections import PolyCollection
 from matplotlib.patches import Patch
 
-from ..evidence import utc_text
+from ..evidence import counted, utc_text
 from . import OVERVIEW_ROWS, style
 from .style import plain
 
@@ -112,7 +112,7 @@ def _axes(ax, fig, analysis, shown, total, t0):
     _clock_axis(ax, t0)
     stalled = int((shown["verdict"] != "healthy").sum())
     more = f" (first {n} of {total} shown, stalled first)" if total > n else ""
-    ax.set_title(plain(f"{Path(analysis.info.path).name}: {total} connections, "
+    ax.set_title(plain(f"{Path(analysis.info.path).name}: {counted(total, 'connection')}, "
                        f"{int((analysis.flows['verdict'] != 'healthy').sum())} stalled{more}"),
                  loc="left", fontsize=11, fontweight="bold")
     _legend(fig, analysis, shown, stalled)

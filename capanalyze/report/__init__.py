@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..evidence import counted
 from .jsonout import Rows, build, json_pieces, to_json
 
 __all__ = ["build", "flow_column", "flows_at", "idle_text", "names_captures", "pieces", "render",
@@ -76,5 +77,16 @@ def table_flows(flows, limit: int) -> tuple[list[dict], str | None]:
     if not hidden:
         return rows, None
     if not stalled:
-        return rows, f"{hidden} more healthy connections not shown"
-    return rows, f"{hidden} more connections not shown: {stalled} stalled, {hidden - stalled} healthy"
+        return rows, f"{counted(hidden, 'more healthy connection')} not shown"
+    return rows, f"{counted(hidden, 'more connection')} not shown: {stalled} stalled, {hidden - stalled} healthy"
+
+
+def stalled_of(stalled: int, total: int) -> str:
+    """The verdict line: '2 of 2 connections stalled', '1 of 1 connection stalled'."""
+    return f"{stalled} of {counted(total, 'connection')} stalled"
+
+
+def records_text(cap: dict, joint: str) -> str:
+    """'63 records<joint>63 TCP packets analysed', of a capture in the JSON report."""
+    return (f"{counted(int(cap['records']), 'record')}{joint}"
+            f"{counted(int(cap['tcp_packets']), 'TCP packet')} analysed")

@@ -17,7 +17,14 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
 from ..evidence import clock, duration
-from . import flow_column, idle_text, names_captures, table_flows
+from . import (
+    flow_column,
+    idle_text,
+    names_captures,
+    records_text,
+    stalled_of,
+    table_flows,
+)
 
 MAX_CHARTS = 30          # charts are ~60 KB each; past this the report gets heavy
 MAX_FLOW_ROWS = 200
@@ -74,8 +81,7 @@ def _captures(captures: list[dict]) -> str:
                for reason, n in sorted(cap["skipped"].items(), key=lambda kv: -kv[1])]
         sub += [f"<li class='warn'>warning: {esc(w)}</li>" for w in cap["warnings"]]
         items.append(f"<li><b>capture {i}</b>: <code>{esc(cap['path'])}</code> ({esc(cap['format'])}, "
-                     f"{esc(', '.join(cap['linktypes']))}), {esc(span)}; {int(cap['records'])} records, "
-                     f"{int(cap['tcp_packets'])} TCP packets analysed"
+                     f"{esc(', '.join(cap['linktypes']))}), {esc(span)}; {records_text(cap, ', ')}"
                      + (f"<ul>{''.join(sub)}</ul>" if sub else "") + "</li>")
     return f"<ul>{''.join(items)}</ul>"
 
@@ -83,7 +89,7 @@ def _captures(captures: list[dict]) -> str:
 def _summary(report: dict) -> str:
     verdicts = Counter(flow_column(report["flows"], "verdict"))
     stalled = sum(n for v, n in verdicts.items() if v != "healthy")
-    out = f"<h2>Verdict: {stalled} of {len(report['flows'])} connections stalled</h2>"
+    out = f"<h2>Verdict: {stalled_of(stalled, len(report['flows']))}</h2>"
     if stalled:
         rows = "".join(f"<tr><td>{_badge(v)}</td><td class='num'>{n}</td></tr>"
                        for v, n in verdicts.most_common() if v != "healthy")

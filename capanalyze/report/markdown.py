@@ -5,7 +5,14 @@ import re
 from collections import Counter
 
 from ..evidence import clock, duration
-from . import flow_column, idle_text, names_captures, table_flows
+from . import (
+    flow_column,
+    idle_text,
+    names_captures,
+    records_text,
+    stalled_of,
+    table_flows,
+)
 
 # Enough to stop emphasis, links, tables, code spans and raw HTML from capture strings.
 _MD_SPECIAL = str.maketrans({c: "\\" + c for c in "\\`*_[]|"})
@@ -45,8 +52,7 @@ def _captures(captures: list[dict]) -> list[str]:
         span = (f"{clock(cap['first_ts'])} to {clock(cap['last_ts'])} UTC "
                 f"({duration(cap['last_ts'] - cap['first_ts'])})" if cap["first_ts"] else "empty")
         out.append(f"- **capture {i}**: {code(cap['path'])} ({esc(cap['format'])}, "
-                   f"{esc(', '.join(cap['linktypes']))}), {span}; {cap['records']} records, "
-                   f"{cap['tcp_packets']} TCP packets analysed")
+                   f"{esc(', '.join(cap['linktypes']))}), {span}; {records_text(cap, ', ')}")
         for reason, n in sorted(cap["skipped"].items(), key=lambda kv: -kv[1]):
             out.append(f"  - not analysed: {n} × {esc(reason)}")
         for w in cap["warnings"]:
@@ -57,7 +63,7 @@ def _captures(captures: list[dict]) -> list[str]:
 def _summary(report: dict) -> list[str]:
     verdicts = Counter(flow_column(report["flows"], "verdict"))
     stalled = sum(n for v, n in verdicts.items() if v != "healthy")
-    out = [f"## Verdict: {stalled} of {len(report['flows'])} connections stalled", ""]
+    out = [f"## Verdict: {stalled_of(stalled, len(report['flows']))}", ""]
     if stalled:
         out += ["| class | connections |", "|---|---|"]
         out += [f"| {v} | {n} |" for v, n in verdicts.most_common() if v != "healthy"]

@@ -12,8 +12,8 @@ from rich.markup import escape
 from rich.measure import Measurement
 from rich.table import Table
 
-from ..evidence import clock, duration
-from . import flow_column, flows_at, idle_text, names_captures
+from ..evidence import clock, counted, duration
+from . import flow_column, flows_at, idle_text, names_captures, records_text, stalled_of
 
 CLASS_STYLE = {"silent_middlebox_eviction": "bold red", "missing_keepalive": "bold magenta",
                "middlebox_cut": "bold yellow", "peer_unreachable": "bold red",
@@ -79,7 +79,7 @@ def _capture(console, i, cap):
                             f"{cap['path']} ({cap['format']}, {', '.join(cap['linktypes'])}), {span}", "  "),
                   soft_wrap=True)
     skipped = ", ".join(f"{n} {r}" for r, n in sorted(cap["skipped"].items(), key=lambda kv: -kv[1]))
-    console.print(wrapped(f"  {cap['records']} records: {cap['tcp_packets']} TCP packets analysed"
+    console.print(wrapped(f"  {records_text(cap, ': ')}"
                           + (f"; not analysed: {skipped}" if skipped else ""), "    "), soft_wrap=True)
     for w in cap["warnings"]:
         console.print(_labelled("  warning:", "yellow", w, "    "), soft_wrap=True)
@@ -89,7 +89,7 @@ def _verdict(console, verdicts: list[str]):
     counts = Counter(verdicts)
     stalled = sum(n for v, n in counts.items() if v != "healthy")
     parts = ", ".join(f"[{CLASS_STYLE.get(v, '')}]{n} {v}[/]" for v, n in counts.most_common())
-    console.print(f"\n[bold]{stalled} of {len(verdicts)} connections stalled[/] ({parts or 'none'})\n")
+    console.print(f"\n[bold]{stalled_of(stalled, len(verdicts))}[/] ({parts or 'none'})\n")
 
 
 def _stall(console, s):
@@ -153,5 +153,5 @@ def _flows(console, flows: list[dict], stalled: int):
                       f"[{CLASS_STYLE.get(f['verdict'], '')}]{f['verdict']}[/]")
     print_whole(console, table)
     if stalled > len(flows):
-        console.print(f"({stalled - len(flows)} more stalled connections not shown: "
+        console.print(f"({counted(stalled - len(flows), 'more stalled connection')} not shown: "
                       "`capanalyze flows -f csv` lists every connection)")
