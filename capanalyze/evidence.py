@@ -47,7 +47,8 @@ def wireshark_filter(flow) -> str:
 
 def _idle_sentence(gap) -> str:
     ka = ("no keepalive probes" if gap.keepalives == 0
-          else f"{counted(gap.keepalives, 'keepalive probe')} from the {gap.keepalive_from}")
+          else f"{counted(gap.keepalives, 'keepalive probe')} from the {gap.keepalive_from}, "
+               f"the last one {duration(gap.silence_s)} before the idle ended")
     return (f"{_at(gap.start_frame, gap.start_ts)}: last activity, then the "
             f"connection was idle for {duration(gap.duration_s)} in both directions with {ka}")
 
@@ -89,7 +90,7 @@ def eviction_by_backoff(flow, gap, chain) -> list[str]:
         f"{_at(first, chain.original_ts)}: the {sender} sends after the idle; "
         f"the {'server' if sender == 'client' else 'client'} never ACKs it",
         *_backoff_sentences(chain),
-        f"black-holed after {duration(gap.duration_s)} idle: a middlebox on the path dropped "
+        f"black-holed after {duration(gap.silence_s)} idle: a middlebox on the path dropped "
         "the connection's state while both ends still believed it open",
     ]
 
@@ -111,12 +112,17 @@ def eviction_by_rst(flow, gap, rst, on_idle: bool = False) -> list[str]:
     return out
 
 
-def unreachable(flow, chain) -> list[str]:
+def unreachable(flow, chain, gap=None) -> list[str]:
     first = chain.frames[0] if pd.isna(chain.original_frame) else int(chain.original_frame)
-    opening = (f"{_at(first, chain.original_ts)}: the {chain.sender} opens the "
-               "connection (SYN); no SYN-ACK ever comes" if chain.syn else
-               f"{_at(first, chain.original_ts)}: the {chain.sender} sends a segment "
-               "in the middle of the conversation (no idle period before it)")
+    if chain.syn:
+        what = "opens the connection (SYN); no SYN-ACK ever comes"
+    elif gap is not None and gap.keepalives:
+        what = (f"sends a segment after {duration(gap.duration_s)} idle that "
+                f"{counted(gap.keepalives, 'keepalive probe')} kept alive (the last one "
+                f"{duration(gap.silence_s)} before): no middlebox timer ran out")
+    else:
+        what = "sends a segment in the middle of the conversation (no idle period before it)"
+    opening = f"{_at(first, chain.original_ts)}: the {chain.sender} {what}"
     return [opening,
             *_backoff_sentences(chain),
             "no answer at all: the peer host or the path to it stopped responding"]

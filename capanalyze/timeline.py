@@ -58,6 +58,7 @@ def _gap_columns(g: np.ndarray, high_ack: np.ndarray) -> dict:
         "start_ts": start_ts,
         "end_ts": end_ts,
         "duration_s": lambda: (g[:, ts.G_END_TS] - g[:, ts.G_START_TS]) / 1e9,
+        "silence_s": lambda: _silence(g),
         "keepalives": lambda: g[:, ts.G_KA],
         "keepalive_acks": lambda: g[:, ts.G_KA_ACK],
         "keepalive_from": lambda: _side_bits(g[:, ts.G_KA_DIRS]),
@@ -75,6 +76,13 @@ def _gap_columns(g: np.ndarray, high_ack: np.ndarray) -> dict:
 def _end_frame(frames: np.ndarray):
     """The frame that ended the gap; missing when the capture ended it."""
     return pd.arrays.IntegerArray(frames, frames < 0)
+
+
+def _silence(g):
+    """Seconds from the gap's last packet to its end: its duration, or the time since
+    its last keepalive probe, which a middlebox's idle timer counts as traffic."""
+    last = np.where(g[:, ts.G_KA] > 0, g[:, ts.G_KA_LAST], g[:, ts.G_START_TS])
+    return (g[:, ts.G_END_TS] - last) / 1e9
 
 
 def _keepalive_interval(g):

@@ -99,3 +99,32 @@ def test_a_cut_needs_a_steady_cadence_not_just_a_round_age(analyze_capture):
     assert flows.loc[52000, "server_data_cv"] < 0.05 < flows.loc[52001, "server_data_cv"]
     stall = result.stalls.iloc[0]
     assert any("every 1.00 s" in e for e in stall.evidence)
+
+
+def test_a_keepalive_restarts_the_middlebox_timer(analyze_capture):
+    """Keepalive probes are traffic to a middlebox's idle timer: a connection probed at
+    100 s, then silent 300 s until its next request was black-holed, was evicted after
+    300 s, not 400 s. The whole gap counted: the bracket said 'died after >= 400 s'
+    and AWS's 350 s timer was named, which would not have fired yet."""
+    conv = pooled(40001, 0.0, 1)   # one exchange, then the probe and the silence
+    conv.keepalive("c", at=100.0)
+    conv.retransmit_schedule("c", b"GET /b HTTP/1.1\r\n\r\n", 400.0, retries=8)
+    stall = analyze_capture(conv).stalls.iloc[0]
+    assert stall["class"] == "silent_middlebox_eviction"
+    assert stall["idle_before_s"] == pytest.approx(300.0, abs=0.01)
+    assert {c["timeout_s"] for c in stall["culprits"]} == {240}
+    assert "the last one 300.0 s (5 min 0 s) before the idle ended" in stall["evidence"][0]
+    assert "black-holed after 300.0 s (5 min 0 s) idle" in stall["evidence"][-1]
+
+
+def test_a_black_hole_after_a_kept_alive_idle_is_an_unreachable_peer(analyze_capture):
+    """Probes every 75 s kept the path's state alive; then a segment went unanswered
+    for 15 retransmissions: no middlebox timer ran out, so the peer (or the path) died.
+    Counting the whole 300 s gap, it was called an eviction."""
+    conv = pooled(40002, 0.0, 2)
+    for at in (75.0, 150.0, 225.0, 300.0):
+        conv.keepalive("c", at=at)
+    conv.retransmit_schedule("c", b"GET /b HTTP/1.1\r\n\r\n", 300.5)
+    stall = analyze_capture(conv).stalls.iloc[0]
+    assert stall["class"] == "peer_unreachable"
+    assert "4 keepalive probes kept alive" in stall["evidence"][0]

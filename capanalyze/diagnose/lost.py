@@ -23,11 +23,17 @@ def _unanswered_backoffs(t: Tables):
     return b[(b["ended_by"] != "acked") & backing_off & ~refused].itertuples(index=False)
 
 
+def _silence_before(t: Tables, chain):
+    """The idle gap a chain's original ended, and the silence a middlebox saw before it
+    (keepalive probes in the gap are traffic to its idle timer)."""
+    gap = t.gap_index.before(chain.flow_id, chain.original_ts, _int(chain.original_frame))
+    return gap, (gap.silence_s if gap is not None else 0.0)
+
+
 def evictions_by_backoff(t: Tables) -> list[Stall]:
     out = []
     for chain in _unanswered_backoffs(t):
-        gap = t.gap_index.before(chain.flow_id, chain.original_ts, _int(chain.original_frame))
-        idle = gap.duration_s if gap is not None else 0.0
+        gap, idle = _silence_before(t, chain)
         if idle < EVICTION_MIN_IDLE_S or chain.syn:
             continue
         s = Stall(chain.flow_id, "silent_middlebox_eviction", gap.start_ts,
@@ -46,7 +52,7 @@ def evictions_by_rst(t: Tables) -> list[Stall]:
     for rst in t.rsts.itertuples(index=False):
         answered_idle = rst.trigger_idle_s >= EVICTION_MIN_IDLE_S
         on_idle = t.gap_index.before(rst.flow_id, rst.ts, int(rst.frame)) if rst.forged else None
-        if on_idle is not None and on_idle.duration_s < EVICTION_MIN_IDLE_S:
+        if on_idle is not None and on_idle.silence_s < EVICTION_MIN_IDLE_S:
             on_idle = None
         if not (answered_idle or on_idle is not None) or _closed_before(t, rst):
             continue
@@ -73,7 +79,7 @@ def _rst_eviction(t: Tables, rst, on_idle) -> Stall:
         trigger = int(rst.trigger_frame)
         gap = t.gap_index.before(rst.flow_id, rst.ts - rst.trigger_delay_s, trigger)
         frames, factors = _frames(gap, trigger, int(rst.frame)), ["rst_after_idle"]
-    idle = gap.duration_s if gap is not None else rst.trigger_idle_s
+    idle = gap.silence_s if gap is not None else rst.trigger_idle_s
     start = gap.start_ts if gap is not None else rst.ts - idle
     s = Stall(rst.flow_id, "silent_middlebox_eviction", start, rst.ts, idle, frames, [], factors)
     s.evidence = evidence.eviction_by_rst(t.flow_rows[rst.flow_id], gap, rst, on_idle is not None)
@@ -90,13 +96,12 @@ def _rst_eviction(t: Tables, rst, on_idle) -> Stall:
 def unreachable(t: Tables) -> list[Stall]:
     out = []
     for chain in _unanswered_backoffs(t):
-        gap = t.gap_index.before(chain.flow_id, chain.original_ts, _int(chain.original_frame))
-        idle = gap.duration_s if gap is not None else 0.0
+        gap, idle = _silence_before(t, chain)
         if idle >= EVICTION_MIN_IDLE_S and not chain.syn:
             continue
         s = Stall(chain.flow_id, "peer_unreachable", chain.original_ts,
                   chain.end_ts or t.capture_end, idle, _chain_frames(chain, None), [])
-        s.evidence = evidence.unreachable(t.flow_rows[chain.flow_id], chain)
+        s.evidence = evidence.unreachable(t.flow_rows[chain.flow_id], chain, gap)
         s.backoff = _backoff_dict(chain)
         s.factors += _chain_factors(chain) + (["syn_unanswered"] if chain.syn else [])
         s.confidence = 0.8 if chain.ended_by == "gave_up" else 0.65

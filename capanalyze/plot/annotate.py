@@ -76,7 +76,7 @@ def timeouts(ax, d, axis, handles):
     """Catalog timeouts that fit the stall, from where the idle (or the connection) began."""
     for _, s in d.stalls.iterrows():
         culprits = s["culprits"] if isinstance(s["culprits"], list) else []
-        start = float(s["start_ts"]) - d.t0
+        start = _timer_start(d, s)
         idle = s["idle_before_s"]
         quiet_end = start + float(idle) if present(idle) else float(s["end_ts"]) - d.t0
         what = "age" if s["class"] == "middlebox_cut" else "idle"
@@ -93,6 +93,16 @@ def timeouts(ax, d, axis, handles):
             _along(ax, x, plain(f"{value:g} s {what}: {style.short_names(by_value[value], 1)}"),
                    _quiet_side(axis, start, quiet_end, x), fontsize=7, color=style.TIMEOUT_COLOR,
                    gid="timeout-label")
+
+
+def _timer_start(d, s) -> float:
+    """Where a middlebox's timer started: the connection's start for a cut by age, else
+    the last packet before the stall's idle (a keepalive probe in it restarts the
+    timer), in seconds since the chart's zero."""
+    idle = d.gaps[d.gaps["start_ts"] == s["start_ts"]] if s["class"] != "middlebox_cut" else d.gaps[:0]
+    if len(idle):
+        return float(idle["end_ts"].iloc[0] - idle["silence_s"].iloc[0]) - d.t0
+    return float(s["start_ts"]) - d.t0
 
 
 def _quiet_side(axis, start, end, x) -> str:
