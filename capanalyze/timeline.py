@@ -122,7 +122,11 @@ def backoff_chains(notable: pd.DataFrame, capture_end: float) -> pd.DataFrame:
     bounds = list(zip(starts, list(starts[1:]) + [len(order)]))
     times = cols.ts[order].tolist()   # a chain's few times as floats: numpy per chain is slow
     rows = [_chain(order[a:b], times[a:b], cols, capture_end) for a, b in bounds if b - a >= 2]
-    return pd.DataFrame(rows, columns=CHAIN_COLUMNS)
+    chains = pd.DataFrame(rows, columns=CHAIN_COLUMNS)
+    # a count, or None when no Linux schedule fits: as a float column (NaN for None) the
+    # evidence read "tcp_retries2 15.0" and the JSON 15.0
+    chains["retries2"] = pd.Series([r["retries2"] for r in rows], index=chains.index, dtype=object)
+    return chains
 
 
 RTO_CODE, TLP_CODE = 1, 4  # events.RETRANS_KINDS codes

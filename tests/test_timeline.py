@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
+from helpers import diagnose_json
 
 from capanalyze import spill
 from capanalyze.craft import Conversation, linux_backoff, write_pcap
@@ -212,6 +213,26 @@ def test_windows_five_retransmissions(analyze_capture):
     assert ch["give_up_s"] == pytest.approx(18.9, abs=0.01)
 
 
+def test_tcp_retries2_is_a_whole_number_next_to_an_unknown_one(tmp_path):
+    """A Linux chain (tcp_retries2 15) next to one no Linux schedule fits (Windows):
+    the column held 15.0 and NaN, and the evidence read "tcp_retries2 15.0"."""
+    linux = Conversation(CLIENT, SERVER)
+    linux.handshake(0.0)
+    linux.send("c", b"GET", at=0.1)
+    linux.retransmit_schedule("c", b"x" * 100, 30.0)
+    windows = Conversation(("192.0.2.11", 50124), SERVER, client_os="windows")
+    windows.handshake(0.0)
+    windows.send("c", b"GET", at=0.1)
+    windows.retransmit_schedule("c", b"x" * 100, 30.0, rto=0.3, retries=5)
+    path = tmp_path / "two_stacks.pcap"
+    write_pcap(path, linux, windows, bystander(1000.0))
+    report = diagnose_json(str(path))
+    chains = {s["backoff"]["model"]: s for s in report["stalls"] if s["backoff"]}
+    assert repr(chains["linux"]["backoff"]["retries2"]) == "15"
+    assert chains["windows"]["backoff"]["retries2"] is None
+    assert "tcp_retries2 15:" in " ".join(chains["linux"]["evidence"])
+
+
 def test_a_single_retransmission_is_not_a_chain(analyze_capture):
     conv = Conversation(CLIENT, SERVER)
     conv.handshake(0.0)
@@ -332,8 +353,9 @@ def test_chunked_and_whole_file_analysis_agree(tmp_path, monkeypatch):
 def test_record_buffers_filling_up_mid_chunk_change_nothing(monkeypatch, name):
     """The kernel stops when its gap/RST rows run out and resumes with more: the tables
     must not depend on where it stopped."""
-    from capanalyze import events
     from helpers import SAMPLES
+
+    from capanalyze import events
 
     path = SAMPLES / "crafted" / name
     every_gap = Settings(keep_packets=True)
