@@ -15,10 +15,17 @@ def keepalive_idle_for(timeout_s: float) -> int:
     return max(1, int(target // 10 * 10) if target >= 20 else int(target))
 
 
-def keepalive(timeout_s: float, side: str, server_port: int | None) -> str:
+def keepalive(timeout_s: float, side: str, server_port: int | None,
+              sparse_probes_s: float | None = None) -> str:
+    """Keepalive settings below the timeout. `sparse_probes_s`: probes were sent, but
+    the last this long before the idle ended, too late to keep the middlebox's state:
+    the setting to change is how often, not whether."""
     idle = keepalive_idle_for(timeout_s)
     intvl, count = min(KEEPALIVE_INTERVAL_S, max(1, idle // 2)), KEEPALIVE_PROBES
-    lines = [
+    sparse = [(f"Keepalive probes were sent, but the last one {sparse_probes_s:.1f} s before the "
+               "idle ended: too late to keep the middlebox's state (its idle timeout is "
+               "shorter). Send them more often:")] if sparse_probes_s else []
+    lines = sparse + [
         f"Send TCP keepalives from the {side} with an idle time below {timeout_s:g} s "
         f"(e.g. {idle} s, interval {intvl} s, {count} probes):",
         f"Linux sysctls: net.ipv4.tcp_keepalive_time={idle} net.ipv4.tcp_keepalive_intvl={intvl} "

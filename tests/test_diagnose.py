@@ -115,6 +115,9 @@ def test_a_keepalive_restarts_the_middlebox_timer(analyze_capture):
     assert {c["timeout_s"] for c in stall["culprits"]} == {240}
     assert "the last one 300.0 s (5 min 0 s) before the idle ended" in stall["evidence"][0]
     assert "black-holed after 300.0 s (5 min 0 s) idle" in stall["evidence"][-1]
+    # the fix: the probes were there, too far apart
+    assert stall["remedy"].startswith("Keepalive probes were sent, but the last one 300.0 s")
+    assert "idle time below 240 s" in stall["remedy"]
 
 
 def test_a_black_hole_after_a_kept_alive_idle_is_an_unreachable_peer(analyze_capture):

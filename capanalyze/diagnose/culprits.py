@@ -77,7 +77,8 @@ def keepalive_remedy(t: Tables, s: Stall, bracket: dict | None, opts: Options) -
     else:
         timeout = s.idle_before_s or catalog.smallest_silent_timeout()
     port = int(t.flow_rows[s.flow_id].server_port)
-    text = remedy.keepalive(timeout, s.waiting or "client", port)
+    text = remedy.keepalive(timeout, s.waiting or "client", port,
+                            sparse_probes_s=s.idle_before_s if s.probed else None)
     if s.backoff:
         text += "\n" + remedy.fail_fast(s.backoff.get("give_up_s"))
     return text

@@ -40,6 +40,7 @@ def evictions_by_backoff(t: Tables) -> list[Stall]:
                   chain.end_ts or t.capture_end, idle,
                   _chain_frames(chain, gap), [], ["no_keepalive"] if gap.keepalives == 0 else [])
         s.evidence = evidence.eviction_by_backoff(t.flow_rows[chain.flow_id], gap, chain)
+        s.probed = bool(gap.keepalives)
         s.backoff = _backoff_dict(chain)
         s.factors += _chain_factors(chain)
         s.confidence = 0.75 + (0.15 if chain.ended_by == "gave_up" else 0.05)
@@ -89,6 +90,7 @@ def _rst_eviction(t: Tables, rst, on_idle) -> Stall:
         s.factors.append("unanswered_rst")
     if gap is not None and gap.keepalives == 0:
         s.factors.append("no_keepalive")
+    s.probed = gap is not None and bool(gap.keepalives)
     s.confidence = 0.9 if rst.forged else 0.6
     return s
 
