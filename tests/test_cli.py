@@ -200,7 +200,7 @@ def test_keeping_only_some_flows_changes_nothing_but_the_packet_rows():
     pd.testing.assert_frame_equal(some.flows, full.flows)
     # every idle gap of the kept connections (their charts draw them); of the others
     # only what the diagnosis reads: all 112 made `plot --flow` grow with the capture
-    # (5M packets: 342 MB against 252 MB)
+    # (5M packets: 334 MiB against 246 MiB peak RSS)
     kept_gaps = some.gaps["flow_id"].isin([0, 2])
     pd.testing.assert_frame_equal(some.gaps[kept_gaps].reset_index(drop=True),
                                   full.gaps[full.gaps["flow_id"].isin([0, 2])].reset_index(drop=True))
