@@ -2,6 +2,8 @@
 schema documented in the README); text, Markdown and HTML render that same dict."""
 from __future__ import annotations
 
+from collections import Counter
+
 import numpy as np
 
 from ..evidence import counted
@@ -81,9 +83,12 @@ def table_flows(flows, limit: int) -> tuple[list[dict], str | None]:
     return rows, f"{counted(hidden, 'more connection')} not shown: {stalled} stalled, {hidden - stalled} healthy"
 
 
-def stalled_of(stalled: int, total: int) -> str:
-    """The verdict line: '2 of 2 connections stalled', '1 of 1 connection stalled'."""
-    return f"{stalled} of {counted(total, 'connection')} stalled"
+def verdict_counts(verdicts) -> tuple[list[tuple[str, int]], str]:
+    """Connections per verdict, most first, and the verdict line: '2 of 2 connections
+    stalled', '1 of 1 connection stalled'."""
+    counts = Counter(verdicts)
+    stalled = sum(n for v, n in counts.items() if v != "healthy")
+    return counts.most_common(), f"{stalled} of {counted(sum(counts.values()), 'connection')} stalled"
 
 
 def records_text(cap: dict, joint: str) -> str:

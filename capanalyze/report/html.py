@@ -12,7 +12,6 @@ import io
 import os
 import sys
 import threading
-from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
@@ -22,8 +21,8 @@ from . import (
     idle_text,
     names_captures,
     records_text,
-    stalled_of,
     table_flows,
+    verdict_counts,
 )
 
 MAX_CHARTS = 30          # charts are ~60 KB each; past this the report gets heavy
@@ -87,12 +86,11 @@ def _captures(captures: list[dict]) -> str:
 
 
 def _summary(report: dict) -> str:
-    verdicts = Counter(flow_column(report["flows"], "verdict"))
-    stalled = sum(n for v, n in verdicts.items() if v != "healthy")
-    out = f"<h2>Verdict: {stalled_of(stalled, len(report['flows']))}</h2>"
+    counts, line = verdict_counts(flow_column(report["flows"], "verdict"))
+    out = f"<h2>Verdict: {line}</h2>"
+    stalled = [(v, n) for v, n in counts if v != "healthy"]
     if stalled:
-        rows = "".join(f"<tr><td>{_badge(v)}</td><td class='num'>{n}</td></tr>"
-                       for v, n in verdicts.most_common() if v != "healthy")
+        rows = "".join(f"<tr><td>{_badge(v)}</td><td class='num'>{n}</td></tr>" for v, n in stalled)
         out += f"<table><tr><th>class</th><th>connections</th></tr>{rows}</table>"
     return out
 

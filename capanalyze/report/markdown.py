@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import re
-from collections import Counter
 
 from ..evidence import clock, duration
 from . import (
@@ -10,8 +9,8 @@ from . import (
     idle_text,
     names_captures,
     records_text,
-    stalled_of,
     table_flows,
+    verdict_counts,
 )
 
 # Enough to stop emphasis, links, tables, code spans and raw HTML from capture strings.
@@ -61,12 +60,12 @@ def _captures(captures: list[dict]) -> list[str]:
 
 
 def _summary(report: dict) -> list[str]:
-    verdicts = Counter(flow_column(report["flows"], "verdict"))
-    stalled = sum(n for v, n in verdicts.items() if v != "healthy")
-    out = [f"## Verdict: {stalled_of(stalled, len(report['flows']))}", ""]
+    counts, line = verdict_counts(flow_column(report["flows"], "verdict"))
+    out = [f"## Verdict: {line}", ""]
+    stalled = [(v, n) for v, n in counts if v != "healthy"]
     if stalled:
         out += ["| class | connections |", "|---|---|"]
-        out += [f"| {v} | {n} |" for v, n in verdicts.most_common() if v != "healthy"]
+        out += [f"| {v} | {n} |" for v, n in stalled]
         out.append("")
     return out
 

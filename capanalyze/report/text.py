@@ -13,7 +13,14 @@ from rich.measure import Measurement
 from rich.table import Table
 
 from ..evidence import clock, counted, duration
-from . import flow_column, flows_at, idle_text, names_captures, records_text, stalled_of
+from . import (
+    flow_column,
+    flows_at,
+    idle_text,
+    names_captures,
+    records_text,
+    verdict_counts,
+)
 
 CLASS_STYLE = {"silent_middlebox_eviction": "bold red", "missing_keepalive": "bold magenta",
                "middlebox_cut": "bold yellow", "peer_unreachable": "bold red",
@@ -86,10 +93,9 @@ def _capture(console, i, cap):
 
 
 def _verdict(console, verdicts: list[str]):
-    counts = Counter(verdicts)
-    stalled = sum(n for v, n in counts.items() if v != "healthy")
-    parts = ", ".join(f"[{CLASS_STYLE.get(v, '')}]{n} {v}[/]" for v, n in counts.most_common())
-    console.print(f"\n[bold]{stalled_of(stalled, len(verdicts))}[/] ({parts or 'none'})\n")
+    counts, line = verdict_counts(verdicts)
+    parts = ", ".join(f"[{CLASS_STYLE.get(v, '')}]{n} {v}[/]" for v, n in counts)
+    console.print(f"\n[bold]{line}[/] ({parts or 'none'})\n")
 
 
 def _stall(console, s):
