@@ -116,6 +116,7 @@ def test_a_keepalive_restarts_the_middlebox_timer(analyze_capture):
     assert "the last one 300.0 s (5 min 0 s) before the idle ended" in stall["evidence"][0]
     assert "black-holed after 300.0 s (5 min 0 s) idle" in stall["evidence"][-1]
     # the fix: the probes were there, too far apart
+    assert "keepalive_too_sparse" in stall["factors"] and "no_keepalive" not in stall["factors"]
     assert stall["remedy"].startswith("Keepalive probes were sent, but the last one 300.0 s")
     assert "idle time below 240 s" in stall["remedy"]
 

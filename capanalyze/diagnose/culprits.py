@@ -78,7 +78,7 @@ def keepalive_remedy(t: Tables, s: Stall, bracket: dict | None, opts: Options) -
         timeout = s.idle_before_s or catalog.smallest_silent_timeout()
     port = int(t.flow_rows[s.flow_id].server_port)
     text = remedy.keepalive(timeout, s.waiting or "client", port,
-                            sparse_probes_s=s.idle_before_s if s.probed else None)
+                            sparse_probes_s=s.idle_before_s if "keepalive_too_sparse" in s.factors else None)
     if s.backoff:
         text += "\n" + remedy.fail_fast(s.backoff.get("give_up_s"))
     return text

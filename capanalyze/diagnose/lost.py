@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 
 from .. import evidence, remedy
-from .model import (EVICTION_MIN_IDLE_S, Stall, Tables, _frames, _int)
+from .model import EVICTION_MIN_IDLE_S, Stall, Tables, _frames, _int
 
 
 def _unanswered_backoffs(t: Tables):
@@ -38,9 +38,8 @@ def evictions_by_backoff(t: Tables) -> list[Stall]:
             continue
         s = Stall(chain.flow_id, "silent_middlebox_eviction", gap.start_ts,
                   chain.end_ts or t.capture_end, idle,
-                  _chain_frames(chain, gap), [], ["no_keepalive"] if gap.keepalives == 0 else [])
+                  _chain_frames(chain, gap), [], [_keepalive_factor(gap)])
         s.evidence = evidence.eviction_by_backoff(t.flow_rows[chain.flow_id], gap, chain)
-        s.probed = bool(gap.keepalives)
         s.backoff = _backoff_dict(chain)
         s.factors += _chain_factors(chain)
         s.confidence = 0.75 + (0.15 if chain.ended_by == "gave_up" else 0.05)
@@ -88,9 +87,8 @@ def _rst_eviction(t: Tables, rst, on_idle) -> Stall:
         s.factors.append("forged_rst")
     if rst.peer_kept_sending:
         s.factors.append("unanswered_rst")
-    if gap is not None and gap.keepalives == 0:
-        s.factors.append("no_keepalive")
-    s.probed = gap is not None and bool(gap.keepalives)
+    if gap is not None:
+        s.factors.append(_keepalive_factor(gap))
     s.confidence = 0.9 if rst.forged else 0.6
     return s
 
@@ -110,6 +108,12 @@ def unreachable(t: Tables) -> list[Stall]:
         s.remedy = remedy.peer_unreachable()
         out.append(s)
     return out
+
+
+def _keepalive_factor(gap) -> str:
+    """No probes in the idle before an eviction, or probes too far apart to keep the
+    middlebox's state (the fix differs: turn keepalives on, or send them more often)."""
+    return "no_keepalive" if gap.keepalives == 0 else "keepalive_too_sparse"
 
 
 def _chain_factors(chain) -> list[str]:

@@ -156,7 +156,6 @@ class Stall:
     culprits: list[dict] = field(default_factory=list)
     remedy: str = ""
     waiting: str | None = None
-    probed: bool = False    # keepalive probes crossed the idle before an eviction
 
 
 @dataclass
